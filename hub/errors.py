@@ -1,0 +1,105 @@
+"""The hub's error hierarchy; third-party errors are translated at the boundary with ``raise ... from``.
+
+::
+
+    HubError                      every error the hub raises on purpose
+    ├── ConfigError               settings or source configuration is invalid (lists every problem)
+    ├── InvalidIdentifier         an ID number or credit code is wrong (says which part, never echoes it)
+    ├── SourceError               a department system could not be read
+    │   ├── SourceUnavailable     unreachable or timed out: retry later
+    │   └── SchemaDrift           the source's answer changed shape
+    ├── PipelineError             a pipeline step could not complete
+    │   └── PublishError          a snapshot could not be written or switched
+    ├── SnapshotError             no usable published snapshot
+    └── ApiError                  an exchange-API refusal: HTTP status + stable code
+        ├── AuthError             401: signature, key, digest, time window or nonce
+        ├── Forbidden             403: not granted
+        ├── NotFound              404
+        ├── PayloadTooLarge       413
+        └── RateLimited           429
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """Configuration is invalid; ``problems`` lists every one found, not just the first."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class InvalidIdentifier(HubError):
+    """An ID number or credit code is wrong; ``part`` names what (length, format, date, region, check digit)."""
+
+    def __init__(self, kind: str, part: str, detail: str = ""):
+        self.kind = kind
+        self.part = part
+        self.detail = detail
+        super().__init__(f"invalid {kind}: {part}" + (f" ({detail})" if detail else ""))
+
+
+class SourceError(HubError):
+    """A department system could not be read."""
+
+
+class SourceUnavailable(SourceError):
+    """The source is unreachable or timed out; a retry may succeed."""
+
+
+class SchemaDrift(SourceError):
+    """The source's answer no longer has the expected shape."""
+
+
+class PipelineError(HubError):
+    """A pipeline step could not complete."""
+
+
+class PublishError(PipelineError):
+    """A snapshot could not be written or switched; the previous one keeps serving."""
+
+
+class SnapshotError(HubError):
+    """No usable published snapshot."""
+
+
+class ApiError(HubError):
+    """A refusal by the exchange API, with its HTTP status and a stable machine-readable code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        if code:
+            self.code = code
+        super().__init__(message)
+
+
+class AuthError(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(ApiError):
+    status = 429
+    code = "rate_limited"

@@ -1,0 +1,1 @@
+"""The DuckDB/Parquet store: landing, staging, reconciliation, snapshot publication, analyst views."""
