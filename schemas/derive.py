@@ -31,8 +31,8 @@ def arrow_schema(lib: Library, *, include_metadata: bool = True) -> pa.Schema:
     """The Arrow schema of a library's records, with Chinese labels kept as field metadata."""
     return pa.schema(
         [
-            pa.field(f.name, _ARROW[f.type], nullable=not f.required or f.name != lib.key,
-                     metadata={"label": f.label, "sharing": f.sharing.value})
+            # All nullable: staging holds rows the quality gate has yet to judge; DuckDB DDL enforces keys.
+            pa.field(f.name, _ARROW[f.type], metadata={"label": f.label, "sharing": f.sharing.value})
             for f in lib.fields
             if include_metadata or not f.metadata
         ],

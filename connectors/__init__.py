@@ -1,0 +1,1 @@
+"""Connectors to department source systems: one module per kind of source."""

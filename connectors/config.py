@@ -1,0 +1,133 @@
+"""Source configuration: which department, which kind, which library, and the column mapping.
+
+Adding a department of a known kind is a new entry in the YAML file, never code. A bad file is
+refused at load time with every problem listed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import ConfigError
+from schemas import LIBRARIES, library
+from schemas.codes import DEPARTMENTS, TABLES
+
+SAMPLE_SOURCES = Path(__file__).parent / "config" / "sample_sources.yaml"
+
+
+class FieldMap(BaseModel):
+    """How one canonical field is read from a department column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    codes: dict[str, str] | None = None  # department code -> national code
+    by_label: str | None = None  # the department writes the Chinese label of this code table
+    label_suffix: str = ""  # appended before the label lookup, e.g. "族" for "汉" -> "汉族"
+    date_format: str | None = None  # strptime format of a date/timestamp column
+
+
+class SourceConfig(BaseModel):
+    """One department source system."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    department: str
+    kind: Literal["sql", "file_drop", "rest"]
+    library: str
+    role: Literal["master", "contributor"] = "contributor"  # a master source must map every required field
+    schedule: str | None = "@daily"
+    connection: str | None = None  # Airflow Connection id holding the credentials
+    url: str | None = None  # non-secret default location ({samples_dir} is expanded)
+    table: str | None = None
+    key: str  # the department's record identifier column
+    watermark: str | None = None  # update-time or sequence column for incremental extraction
+    batch_size: int = Field(default=100_000, ge=1)
+    authoritative: list[str] = []
+    fields: dict[str, FieldMap]
+    options: dict[str, Any] = {}
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # "name: XM" is shorthand for "name: {column: XM}".
+        if isinstance(value, dict):
+            return {k: {"column": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def location(self, samples_dir: Path) -> str | None:
+        """The configured URL with ``{samples_dir}`` expanded."""
+        return self.url.format(samples_dir=samples_dir) if self.url else None
+
+
+class SourcesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: list[SourceConfig]
+
+
+def problems_of(source: SourceConfig) -> list[str]:
+    """Every semantic problem of one source: unknown names, unmapped required fields, unknown code tables."""
+    where = f"source {source.name!r}"
+    problems = []
+    if source.department not in DEPARTMENTS:
+        problems.append(f"{where}: unknown department {source.department!r}")
+    if source.library not in LIBRARIES:
+        return problems + [f"{where}: unknown library {source.library!r}; known: {', '.join(LIBRARIES)}"]
+    lib = library(source.library)
+    declared = {f.name: f for f in lib.fields if not f.metadata}
+    for name, spec in source.fields.items():
+        if name not in declared:
+            problems.append(f"{where}: unknown field {name!r} for library {lib.name}")
+        if spec.by_label and spec.by_label not in TABLES:
+            problems.append(f"{where}: field {name!r} uses unknown code table {spec.by_label!r}")
+        if spec.codes and name in declared and declared[name].code_table in TABLES:
+            unknown = sorted(set(spec.codes.values()) - set(TABLES[declared[name].code_table]))
+            if unknown:
+                problems.append(f"{where}: field {name!r} maps to codes not in {declared[name].code_table}: {unknown}")
+    required = {lib.key} | ({f.name for f in declared.values() if f.required} if source.role == "master" else set())
+    for name in sorted(required - set(source.fields)):
+        problems.append(f"{where}: required field {name!r} of {lib.name} is not mapped")
+    for name in source.authoritative:
+        if name not in source.fields:
+            problems.append(f"{where}: authoritative field {name!r} is not mapped")
+        elif name in declared and declared[name].authorities and source.department not in declared[name].authorities:
+            problems.append(f"{where}: {source.department} is not declared authoritative for {lib.name}.{name}")
+    if source.kind == "sql" and not source.table:
+        problems.append(f"{where}: an sql source needs a table")
+    if not (source.connection or source.url):
+        problems.append(f"{where}: needs a connection id or a url")
+    return problems
+
+
+def load_sources(path: Path | None = None) -> dict[str, SourceConfig]:
+    """Load and check a sources file; ConfigError lists every problem found."""
+    path = path or SAMPLE_SOURCES
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read source configuration {path}: {exc}") from exc
+    try:
+        parsed = SourcesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from exc
+    problems = [p for s in parsed.sources for p in problems_of(s)]
+    names = [s.name for s in parsed.sources]
+    problems += [f"source name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    if problems:
+        raise ConfigError(problems)
+    return {s.name: s for s in parsed.sources}
+
+
+@lru_cache(maxsize=4)
+def configured_sources(path: str | None = None) -> dict[str, SourceConfig]:
+    """The sources of the configured file (settings.sources_file, else the sample systems'), cached."""
+    from hub.settings import get_settings
+
+    chosen = Path(path) if path else get_settings().sources_file
+    return load_sources(chosen)

@@ -1,0 +1,41 @@
+"""Build the connector a source configuration names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.base import Connector
+from connectors.config import SourceConfig
+from connectors.credentials import connection_uri
+from hub.errors import ConfigError
+
+
+def source_url(source: SourceConfig, samples_dir: Path) -> str:
+    """The source's location: its Connection's URI when configured, else the embedded default URL."""
+    if source.connection:
+        try:
+            return connection_uri(source.connection)
+        except ConfigError:
+            if not source.url:
+                raise
+    return source.location(samples_dir) or ""
+
+
+def _sqlalchemy_url(uri: str) -> str:
+    # Airflow Connection URIs name the database kind, SQLAlchemy wants the driver too.
+    for prefix, driver in (("postgres://", "postgresql+psycopg://"), ("postgresql://", "postgresql+psycopg://"),
+                           ("mysql://", "mysql+pymysql://")):
+        if uri.startswith(prefix):
+            return driver + uri[len(prefix):]
+    return uri
+
+
+def build_connector(source: SourceConfig, samples_dir: Path) -> Connector:
+    """The connector for ``source``."""
+    if source.kind == "sql":
+        from connectors.sql import SqlConnector
+
+        columns = [spec.column for spec in source.fields.values()]
+        return SqlConnector(_sqlalchemy_url(source_url(source, samples_dir)), source.table or "", source.key,
+                            source.watermark, columns, source.batch_size)
+    raise ConfigError(f"source {source.name!r}: connectors of kind {source.kind!r} are not available yet")
