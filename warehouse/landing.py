@@ -1,0 +1,126 @@
+"""Landing: each extraction written as immutable Parquet under its run's own folder, with a manifest.
+
+A retry of the same run replaces its own folder and nothing else, starting again from the watermark
+that run started from; the source's watermark advances only once the folder is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy.engine import Engine
+
+from connectors.base import Connector
+from warehouse.runs import get_watermark, record_run, set_watermark, utcnow
+
+MANIFEST = "_manifest.json"
+DATA_FILE = "part-0.parquet"
+
+
+@dataclass(frozen=True)
+class LandingManifest:
+    """What one landing holds: source, run, watermark before and after, rows, checksum."""
+
+    source: str
+    run_id: str
+    since: str | None
+    watermark: str | None
+    rows: int
+    sha256: str
+    file: str
+    started_at: str
+    finished_at: str
+    quarantined: int = 0
+
+
+def run_folder_name(run_id: str) -> str:
+    """A file-system-safe folder name for an Airflow or CLI run id."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+
+
+def read_manifest(run_dir: Path) -> LandingManifest | None:
+    try:
+        return LandingManifest(**json.loads((run_dir / MANIFEST).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def landed_runs(landing_dir: Path, source: str) -> list[tuple[Path, LandingManifest]]:
+    """The complete landings of ``source``, oldest first."""
+    out = []
+    for run_dir in (landing_dir / source).glob("*"):
+        manifest = read_manifest(run_dir) if run_dir.is_dir() and not run_dir.name.endswith(".partial") else None
+        if manifest:
+            out.append((run_dir, manifest))
+    return sorted(out, key=lambda item: item[1].finished_at)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recover_watermark(engine: Engine, landing_dir: Path, source: str) -> str | None:
+    # A crash between a complete landing and the watermark update leaves a landing that started
+    # from the stored watermark: adopt its end, so those rows are not landed twice.
+    current = get_watermark(engine, source)
+    for _dir, manifest in reversed(landed_runs(landing_dir, source)):
+        if manifest.since == current and manifest.watermark != current:
+            set_watermark(engine, source, manifest.watermark, manifest.run_id)
+            return manifest.watermark
+    return current
+
+
+def land(source: str, connector: Connector, run_id: str, landing_dir: Path, engine: Engine, *, full: bool = False,
+         progress=None) -> LandingManifest:
+    """Extract ``source`` since its watermark into ``landing_dir/source/run``; then advance the watermark."""
+    started = utcnow()
+    run_dir = landing_dir / source / run_folder_name(run_id)
+    previous = read_manifest(run_dir)
+    # A retry of this run starts where this run first started, so it lands the same rows again.
+    since = previous.since if previous else _recover_watermark(engine, landing_dir, source)
+    partial = run_dir.with_name(run_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    extraction = connector.extract(None if full else since, full=full)
+    rows, writer = 0, None
+    try:
+        for batch in extraction.batches:
+            if writer is None:
+                writer = pq.ParquetWriter(partial / DATA_FILE, batch.schema, compression="zstd")
+            writer.write_batch(batch)
+            rows += batch.num_rows
+            if progress:
+                progress(batch.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+        connector.close()
+    if writer is None:  # nothing changed: an empty landing still records the run
+        pq.write_table(pa.table({}), partial / DATA_FILE)
+    if extraction.quarantined:
+        (partial / "_quarantine.json").write_text(json.dumps(extraction.quarantined, ensure_ascii=False, default=str))
+    manifest = LandingManifest(source=source, run_id=run_id, since=extraction.since, watermark=extraction.watermark,
+                               rows=rows, sha256=_sha256(partial / DATA_FILE), file=DATA_FILE,
+                               started_at=started.isoformat(), finished_at=utcnow().isoformat(),
+                               quarantined=len(extraction.quarantined))
+    (partial / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    partial.rename(run_dir)
+    # A late retry of an older run must not move the watermark back past a newer run's.
+    if get_watermark(engine, source) in (since, manifest.watermark):
+        set_watermark(engine, source, manifest.watermark, run_id)
+    record_run(engine, run_id, "land", source, "success", rows, started_at=started)
+    return manifest
