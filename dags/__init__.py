@@ -1,0 +1,1 @@
+"""Airflow DAG files: wiring only; each task body is one call into a core package."""
