@@ -40,7 +40,7 @@ def test_landing_writes_parquet_and_manifest_then_advances_watermark(household, 
     run_dir = settings.landing_dir / "household" / "run-1"
     on_disk = json.loads((run_dir / MANIFEST).read_text())
     assert on_disk["rows"] == manifest.rows == 25
-    assert on_disk["since"] is None and json.loads(on_disk["watermark"])["k"] == 25
+    assert on_disk["since"] is None and int(json.loads(on_disk["watermark"])["k"]) == 25
     assert len(on_disk["sha256"]) == 64
     assert get_watermark(metadata_engine(), "household") == manifest.watermark
 
