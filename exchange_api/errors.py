@@ -1,0 +1,106 @@
+"""One JSON error body for every failure: ``{"error": {"code", "message", "request_id"}}``, never echoing input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.errors import ApiError, InvalidIdentifier, SnapshotError
+
+log = logging.getLogger(__name__)
+
+# Status codes Starlette raises itself (unknown route, wrong method), mapped to stable codes.
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class InvalidRequest(ApiError):
+    """422: the request body is not a valid lookup."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class ServiceUnavailable(ApiError):
+    """503: the hub cannot answer yet (no published snapshot)."""
+
+    status = 503
+    code = "snapshot_unavailable"
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def error_response(status: int, code: str, message: str, request_id: str | None) -> JSONResponse:
+    """The one error body."""
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "request_id": request_id}}, status_code=status, headers=headers
+    )
+
+
+def _respond(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    # The audit trail reads the code from here: error bodies are streamed, not parsed back.
+    request.state.error_code = code
+    request.state.error_message = message
+    return error_response(status, code, message, request_id_of(request))
+
+
+def describe_validation_errors(errors: list[Any], known_names: set[str] | None = None) -> str:
+    """Where and what, never the offending value: pydantic's ``input`` is dropped and unknown keys are not named."""
+    parts = []
+    for err in errors:
+        loc = []
+        for part in err.get("loc", ()):
+            if isinstance(part, int) or part in {"body", "query", "path", "header"}:
+                loc.append(str(part))
+            elif known_names is not None and part in known_names:
+                loc.append(part)
+            else:
+                # A key the caller made up may itself be an ID number: describe it, do not repeat it.
+                loc.append("<field>")
+        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI, known_names: set[str] | None = None) -> None:
+    """Route every exception the app can meet to the one error body."""
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return _respond(request, exc.status, exc.code, str(exc))
+
+    async def invalid_identifier(request: Request, exc: Exception) -> JSONResponse:
+        # InvalidIdentifier names the failing part (length, check digit, ...) and never the value.
+        return _respond(request, 422, InvalidRequest.code, str(exc))
+
+    async def no_snapshot(request: Request, exc: Exception) -> JSONResponse:
+        log.error("no usable snapshot: %s", exc)
+        return _respond(request, 503, ServiceUnavailable.code, "no published snapshot is available")
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _respond(request, 422, InvalidRequest.code, describe_validation_errors(list(exc.errors()), known_names))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) and exc.status_code in HTTP_CODES else "request refused"
+        return _respond(request, exc.status_code, code, message)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The details go to the server log only: they may hold record values or identifiers.
+        log.exception("unexpected error in request %s", request_id_of(request))
+        return _respond(request, 500, "internal_error", "internal error")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(InvalidIdentifier, invalid_identifier)
+    app.add_exception_handler(SnapshotError, no_snapshot)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
