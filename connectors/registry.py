@@ -38,4 +38,12 @@ def build_connector(source: SourceConfig, samples_dir: Path) -> Connector:
         columns = [spec.column for spec in source.fields.values()]
         return SqlConnector(_sqlalchemy_url(source_url(source, samples_dir)), source.table or "", source.key,
                             source.watermark, columns, source.batch_size)
-    raise ConfigError(f"source {source.name!r}: connectors of kind {source.kind!r} are not available yet")
+    if source.kind == "rest":
+        from connectors.rest import from_config as rest_from_config
+
+        return rest_from_config(source, samples_dir)
+    if source.kind == "file_drop":
+        from connectors.file_drop import from_config as file_drop_from_config
+
+        return file_drop_from_config(source, samples_dir)
+    raise ConfigError(f"source {source.name!r}: no connector of kind {source.kind!r}")

@@ -1,0 +1,512 @@
+"""REST APIs: paginated JSON (page, offset or cursor), incremental by (watermark field, key), retried and rate-limited.
+
+The watermark is a JSON text ``{"w": <greatest watermark value>, "k": <its key>, "cursor": <resume cursor>}``;
+``w``/``k`` only when a watermark field is configured, ``cursor`` only in cursor style. Numbers in it,
+as in the landed values, are kept exactly as the source wrote them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import random
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import httpx
+import pyarrow as pa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from http_message_signatures import HTTPMessageSigner, MappingKeyResolver
+from http_message_signatures.algorithms import ED25519
+
+from connectors.base import Connector, Extraction
+from connectors.config import SourceConfig
+from connectors.credentials import connection_uri
+from hub.errors import ConfigError, SchemaDrift, SourceError, SourceUnavailable
+
+STYLES = ("page", "offset", "cursor")
+AUTHS = ("none", "bearer", "signed")
+JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
+SIGNATURE_LABEL = "hub"
+SIGNED_COMPONENTS = ("@method", "@target-uri")  # Content-Digest of the (empty) body is added by the signer
+
+
+class _Float(str):
+    """A JSON number with a fraction or exponent, as the source wrote it (no binary rounding)."""
+
+
+class _Absent:
+    """Marks a field missing from a record."""
+
+
+_ABSENT = _Absent()
+_TYPE_NAMES = {type(None): "null", bool: "boolean", int: "integer", _Float: "number", str: "string",
+               dict: "object", list: "array", _Absent: "absent"}
+_AS_IS = {str, _Float, type(None)}  # values that land without conversion
+_SCALARS = {str, int, bool, type(None)}  # JSON the standard encoder writes exactly as received
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _loads(content: bytes | str) -> Any:
+    # Integers parse exactly anyway; fractions are kept as text, so 0.1 or a 20-digit amount lands as written.
+    return json.loads(content, parse_float=_Float)
+
+
+def _compact(value: Any) -> str:
+    """Compact JSON text of a parsed value, numbers exactly as received."""
+    kind = type(value)
+    if kind is dict:
+        if set(map(type, value.values())) <= _SCALARS:
+            return _DUMPS(value)
+        return "{" + ",".join([_DUMPS(k) + ":" + _compact(v) for k, v in value.items()]) + "}"
+    if kind is list:
+        if set(map(type, value)) <= _SCALARS:
+            return _DUMPS(value)
+        return "[" + ",".join([_compact(v) for v in value]) + "]"
+    return str.__str__(value) if kind is _Float else _DUMPS(value)
+
+
+def _column(items: list[dict], name: str) -> pa.Array:
+    """One field of a page as text: numbers and booleans as their JSON text, nested values as compact JSON."""
+    values = [item.get(name) for item in items]
+    if not set(map(type, values)) <= _AS_IS:
+        values = [v if type(v) in _AS_IS else _compact(v) for v in values]
+    return pa.array(values, pa.string())
+
+
+def _rank(value: Any) -> tuple[int, Any]:
+    # Numbers compare as numbers, text as text: key 10 follows 9 only when the source sent numbers.
+    if type(value) is _Float:
+        return (0, Decimal(value))
+    if type(value) is int:
+        return (0, value)
+    return (1, value) if isinstance(value, str) else (2, _compact(value))
+
+
+def _dig(body: Any, path: str) -> Any:
+    """``body["a"]["b"]`` for the dotted path ``a.b``; ``_ABSENT`` when any step is missing."""
+    for part in path.split("."):
+        if not isinstance(body, dict) or part not in body:
+            return _ABSENT
+        body = body[part]
+    return body
+
+
+def _allowed(spec: str) -> set[str]:
+    # "null-or-string" allows either; a number may be written as an integer.
+    types = set(spec.split("-or-"))
+    return types | {"integer"} if "number" in types else types
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How the API pages: query parameter names and where the answer keeps items, total and next cursor."""
+
+    style: str = "page"  # page: page=1,2,..; offset: page_param is a row offset; cursor: next_cursor_field
+    page_param: str | None = None  # "page", or "offset" in offset style
+    size_param: str = "size"
+    items_field: str = "items"
+    total_field: str | None = "total"
+    cursor_param: str = "cursor"
+    next_cursor_field: str = "next_cursor"
+    limit_param: str = "limit"
+
+
+class _Shape:
+    """The JSON type of each checked field, declared (``options.schema``) or learned from the first page."""
+
+    def __init__(self, declared: Mapping[str, str] | None, columns: list[str] | None):
+        self.learning = not declared
+        self.allowed: dict[str, set[str] | None] = {f: _allowed(s) for f, s in (declared or {}).items()}
+        self.required = {f for f, types in self.allowed.items() if types and "null" not in types}
+        self.columns = columns
+
+    def check(self, items: list[Any], where: str) -> None:
+        """SchemaDrift naming every field whose type changed or that went missing on this page."""
+        if not all(type(item) is dict for item in items):
+            raise SchemaDrift(f"{where}: the items are no longer all JSON objects")
+        if self.learning and not self.allowed:
+            # What the first page shows is what later pages are held to; a field always present is required.
+            names = self.columns or list(dict.fromkeys(name for item in items for name in item))
+            self.allowed = dict.fromkeys(names)
+            self.required = {n for n in names if all(n in item for item in items)}
+        problems = []
+        for name, allowed in self.allowed.items():
+            seen = {_TYPE_NAMES[kind] for kind in {type(item.get(name, _ABSENT)) for item in items}}
+            if "absent" in seen and name in self.required:
+                problems.append(f"required field {name!r} is missing")
+            seen.discard("absent")
+            if self.learning:
+                # Nulls carry no type and integers are numbers; a field seen only as null so far learns later.
+                seen = {"number" if t == "integer" else t for t in seen} - {"null"}
+                if allowed is None:
+                    self.allowed[name] = seen or None
+                    continue
+            if wrong := seen - allowed:
+                expected = allowed - {"integer"} if "number" in allowed else allowed  # integers are numbers
+                problems.append(f"field {name!r} is {'/'.join(sorted(wrong))}, expected {'/'.join(sorted(expected))}")
+        if problems:
+            raise SchemaDrift(f"{where}: schema drift: " + "; ".join(problems))
+
+
+class _TokenBucket:
+    """At most ``rate`` requests a second on average and ``burst`` at once; ``take`` sleeps until one may go."""
+
+    def __init__(self, rate: float | None, burst: float = 1.0):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, time.monotonic()
+
+    def take(self) -> None:
+        if not self.rate:
+            return
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            wait = (1 - self.tokens) / self.rate
+            time.sleep(wait)
+            self.at, self.tokens = now + wait, 1.0  # any oversleep is credited to the next request
+        self.tokens -= 1
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+@dataclass
+class _Signable:
+    """The view of an httpx request the signature library reads and adds headers to."""
+
+    method: str
+    url: str
+    headers: httpx.Headers
+
+
+def load_signing_key(pem: bytes | str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from unencrypted PKCS#8 PEM; ConfigError otherwise."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"the signing key is not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError("the signing key must be Ed25519")
+    return key
+
+
+class RestConnector(Connector):
+    """A paginated JSON collection; one Arrow batch per page, every column a string."""
+
+    kind = "rest"
+
+    def __init__(self, base_url: str, *, path: str = "", pagination: Paging | str = "page", key: str,
+                 watermark: str | None = None, batch_size: int = 1000, auth: str = "none", token: str | None = None,
+                 signing_key: Ed25519PrivateKey | bytes | str | None = None, key_id: str | None = None,
+                 timeout: float = 30.0, max_retries: int = 5, rate_limit: float | None = None,
+                 schema: Mapping[str, str] | None = None, since_param: str | None = None,
+                 columns: list[str] | None = None, params: Mapping[str, str] | None = None,
+                 backoff: float = 0.5, max_wait: float = 60.0, burst: float = 1.0, name: str | None = None):
+        self.paging = Paging(style=pagination) if isinstance(pagination, str) else pagination
+        problems = _problems(self.paging, auth, token, signing_key, key_id, schema, batch_size, max_retries, rate_limit)
+        if problems:
+            raise ConfigError([f"rest source {name or base_url}: {p}" for p in problems])
+        self.path, self.key, self.watermark_field = path, key, watermark
+        self.batch_size, self.max_retries, self.timeout = batch_size, max_retries, timeout
+        self.backoff, self.max_wait = backoff, max_wait
+        self.schema, self.since_param, self.params = dict(schema) if schema else None, since_param, dict(params or {})
+        self.columns = list(dict.fromkeys([key, *([watermark] if watermark else []), *columns])) if columns else None
+        self.label = f"source {name!r}" if name else f"rest source {httpx.URL(base_url).netloc.decode()}"
+        self.auth, self.key_id = auth, key_id
+        if auth == "signed":
+            private = signing_key if isinstance(signing_key, Ed25519PrivateKey) else load_signing_key(signing_key or "")
+            keys = MappingKeyResolver(public_keys={}, private_keys={key_id: private})
+            self._signer = HTTPMessageSigner(signature_algorithm=ED25519, key_resolver=keys)
+        headers = {"Accept": "application/json"}
+        if auth == "bearer":
+            headers["Authorization"] = f"Bearer {token}"
+        # No redirects: a signature covers the target URI, and a token must not follow a redirect elsewhere.
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers, follow_redirects=False)
+        self._bucket = _TokenBucket(rate_limit, burst)
+
+    def extract(self, since: str | None, *, full: bool = False) -> Extraction:
+        """Records changed after the watermark ``since`` (all when ``full``), one batch per page."""
+        extraction = Extraction(batches=iter(()), since=None if full else since, watermark=since)
+        extraction.batches = self._batches(extraction)
+        return extraction
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _batches(self, extraction: Extraction) -> Iterator[pa.RecordBatch]:
+        mark = self._read_mark(extraction.since)
+        best = (mark["w"], mark["k"]) if "w" in mark else None
+        after = (_rank(best[0]), _rank(best[1])) if best else None
+        paging, shape = self.paging, _Shape(self.schema, self.columns)
+        query: dict[str, Any] = dict(self.params)
+        cursor = mark.get("cursor") if paging.style == "cursor" else None
+        if self.since_param and best and not cursor:
+            query[self.since_param] = best[0] if type(best[0]) is str else _compact(best[0])
+        page, received, columns, first_key = 1, 0, self.columns, None
+        while True:
+            if paging.style == "cursor":
+                query[paging.limit_param] = self.batch_size
+                if cursor:
+                    query.pop(self.since_param or "", None)  # the cursor already carries the position
+                    query[paging.cursor_param] = cursor
+            else:
+                query[paging.page_param or paging.style] = page if paging.style == "page" else received
+                query[paging.size_param] = self.batch_size
+            body = self._get(query)
+            where = f"{self.label}: GET {self.path} page {page}"
+            items = _dig(body, paging.items_field)
+            if not isinstance(items, list):
+                raise SchemaDrift(f"{where}: the answer has no {paging.items_field!r} list")
+            if not items:
+                return
+            # Checked before anything of this page is yielded: a drifting page must never be half landed.
+            shape.check(items, where)
+            head = items[0].get(self.key)
+            if paging.style != "cursor" and head is not None and head == first_key:
+                raise SourceError(f"{where}: the API answered the previous page again "
+                                  f"(is {paging.page_param or paging.style!r} its page parameter?)")
+            first_key = head
+            if columns is None:
+                columns = list(dict.fromkeys([self.key, *([self.watermark_field] if self.watermark_field else []),
+                                              *(self.schema or shape.allowed)]))
+            received += len(items)
+            fresh = items
+            if self.watermark_field:
+                fresh, best = self._after(items, after, best)
+            if fresh:
+                yield pa.RecordBatch.from_arrays([_column(fresh, c) for c in columns], names=columns)
+            # Advanced only after the batch was consumed: a consumer that stops early keeps the old mark.
+            if paging.style == "cursor":
+                following = _dig(body, paging.next_cursor_field)
+                following = following if isinstance(following, str) and following else None
+                if following is not None and following == cursor:
+                    raise SourceError(f"{where}: the next cursor does not advance")
+                # At the end there is no next cursor: resume from this page's; the (w, k) filter drops its replay.
+                extraction.watermark = self._mark(best, following or cursor) or extraction.watermark
+                if following is None:
+                    return
+                cursor = following
+            else:
+                extraction.watermark = self._mark(best, None) or extraction.watermark
+                total = _dig(body, paging.total_field) if paging.total_field else None
+                if type(total) is int and received >= total:
+                    return
+            page += 1
+
+    def _after(self, items: list[dict], after: tuple | None, best: tuple | None) -> tuple[list[dict], tuple | None]:
+        """The items past the old mark ``after``, and the greatest (watermark, key) seen so far."""
+        w, k = self.watermark_field, self.key
+        fresh = []
+        top = (_rank(best[0]), _rank(best[1])) if best else None
+        for item in items:
+            if item.get(w) is None or item.get(k) is None:
+                fresh.append(item)  # landed for the quality gate to judge, but no position to remember
+                continue
+            rank = (_rank(item[w]), _rank(item[k]))
+            if after is not None and rank <= after:
+                continue  # a since filter is usually inclusive, and a resumed cursor replays its page
+            fresh.append(item)
+            if top is None or rank > top:
+                top, best = rank, (item[w], item[k])
+        return fresh, best
+
+    def _mark(self, best: tuple | None, cursor: str | None) -> str | None:
+        parts: dict[str, Any] = {"w": best[0], "k": best[1]} if best else {}
+        if cursor:
+            parts["cursor"] = cursor
+        return _compact(parts) if parts else None
+
+    def _read_mark(self, since: str | None) -> dict[str, Any]:
+        if not since:
+            return {}
+        try:
+            mark = _loads(since)
+        except ValueError:
+            mark = None
+        if not isinstance(mark, dict) or ("w" in mark) != ("k" in mark):
+            raise SourceError(f"{self.label}: unreadable watermark {since!r}")
+        if "w" in mark and not self.watermark_field:
+            mark = {n: v for n, v in mark.items() if n == "cursor"}
+        return mark
+
+    def _get(self, query: dict[str, Any]) -> Any:
+        """The JSON answer to GET ``path?query``, retried with backoff on 429, 5xx, timeouts and lost connections."""
+        attempts, problem = self.max_retries + 1, ""
+        for attempt in range(attempts):
+            self._bucket.take()
+            retry_after = None
+            try:
+                response = self._http.send(self._request(query))
+            except httpx.TimeoutException as exc:
+                problem = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
+            except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            except httpx.TransportError as exc:  # a bad URL or protocol: no retry will help
+                raise SourceError(f"{self.label}: GET {self.path} failed: {type(exc).__name__}: {exc}") from exc
+            else:
+                status = response.status_code
+                if status != 429 and status < 500:
+                    return self._body(response)
+                problem, retry_after = f"HTTP {status}", _retry_after(response.headers.get("retry-after"))
+            if attempt + 1 < attempts:
+                time.sleep(self._wait(attempt, retry_after, problem))
+        raise SourceUnavailable(f"{self.label}: GET {self.path} failed after {attempts} attempt(s); last: {problem}")
+
+    def _wait(self, attempt: int, retry_after: float | None, problem: str) -> float:
+        # Full-size exponential steps with jitter, so many workers retrying one source do not stampede it.
+        wait = min(self.max_wait, self.backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
+        if retry_after is None:
+            return wait
+        if retry_after > self.max_wait:
+            raise SourceUnavailable(f"{self.label}: GET {self.path} {problem} asks to wait {retry_after:g} s "
+                                    f"(Retry-After), more than max_wait {self.max_wait:g} s")
+        return max(retry_after, wait)
+
+    def _request(self, query: dict[str, Any]) -> httpx.Request:
+        request = self._http.build_request("GET", self.path, params=query)
+        if self.auth == "signed":
+            # Signed per attempt: a retry gets a fresh nonce and created time, so replay protection accepts it.
+            self._signer.sign(_Signable(request.method, str(request.url), request.headers), key_id=self.key_id or "",
+                              created=dt.datetime.now(dt.UTC), nonce=secrets.token_urlsafe(24), label=SIGNATURE_LABEL,
+                              covered_component_ids=SIGNED_COMPONENTS, body=b"")
+        return request
+
+    def _body(self, response: httpx.Response) -> Any:
+        where = f"{self.label}: GET {response.request.url.path}"
+        if response.status_code in (401, 403):
+            raise SourceError(f"{where} refused our credentials (HTTP {response.status_code}, auth {self.auth})")
+        if response.status_code != 200:
+            raise SourceError(f"{where} answered HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            return _loads(response.content)
+        except ValueError as exc:
+            raise SourceError(f"{where} answered something that is not JSON: {exc}") from None
+
+
+def _problems(paging: Paging, auth: str, token: str | None, signing_key: object, key_id: str | None,
+              schema: Mapping[str, str] | None, batch_size: int, max_retries: int,
+              rate_limit: float | None) -> list[str]:
+    """Every problem of a connector's settings, so one ConfigError lists them all."""
+    problems = []
+    if paging.style not in STYLES:
+        problems.append(f"pagination {paging.style!r} is not one of {', '.join(STYLES)}")
+    if auth not in AUTHS:
+        problems.append(f"auth {auth!r} is not one of {', '.join(AUTHS)}")
+    if auth == "bearer" and not token:
+        problems.append("bearer auth needs a token (the connection's password)")
+    if auth == "signed" and not (signing_key and key_id):
+        problems.append("signed auth needs an Ed25519 private key and a key id")
+    for name, spec in (schema or {}).items():
+        if not isinstance(spec, str) or not set(spec.split("-or-")) <= set(JSON_TYPES):
+            problems.append(f"schema type {spec!r} of field {name!r} is not one of {'/'.join(JSON_TYPES)} "
+                            "(or 'a-or-b')")
+    if batch_size < 1 or max_retries < 0 or (rate_limit is not None and rate_limit <= 0):
+        problems.append("batch_size must be >= 1, max_retries >= 0 and rate_limit > 0")
+    return problems
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+PAGING_OPTIONS = ("page_param", "size_param", "items_field", "total_field", "cursor_param", "next_cursor_field",
+                  "limit_param")
+OPTIONS = frozenset({"path", "pagination", *PAGING_OPTIONS, "since_param", "page_size", "params", "auth", "key_id",
+                     "timeout", "max_retries", "backoff", "max_wait", "rate_limit", "burst", "schema"})
+SECRET_OPTIONS = frozenset({"token", "password", "api_key", "secret", "private_key", "private_key_file"})
+DEFAULT_PAGE_SIZE = 1000  # APIs cap their pages; the configured batch_size is sized for databases
+
+
+def connection_fields(conn_id: str) -> dict[str, Any]:
+    """Host, port, schema, login, password and extra of an Airflow Connection, from its URI or JSON form."""
+    text = connection_uri(conn_id)
+    if text.lstrip().startswith("{"):
+        raw = json.loads(text)
+        extra = raw.get("extra") or {}
+        return {**raw, "extra": json.loads(extra) if isinstance(extra, str) else extra}
+    parts = urlsplit(text)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return {
+        "conn_type": parts.scheme, "host": unquote(parts.hostname or ""), "port": parts.port,
+        "schema": unquote(parts.path.lstrip("/")), "login": unquote(parts.username or "") or None,
+        "password": unquote(parts.password or "") or None,
+        "extra": json.loads(query["__extra__"]) if "__extra__" in query else query,
+    }
+
+
+def _base_url(conn: Mapping[str, Any]) -> str:
+    # As Airflow's HttpHook reads an HTTP connection: a host with a scheme is taken whole, else schema is the protocol.
+    host = conn["host"]
+    if "://" not in host:
+        scheme = conn.get("schema") if conn.get("schema") in ("http", "https") else (
+            "https" if conn.get("conn_type") == "https" else "http")
+        host = f"{scheme}://{host}"
+    return f"{host}:{conn['port']}" if conn.get("port") else host
+
+
+def from_config(source: SourceConfig, samples_dir: Path) -> RestConnector:
+    """The connector of a ``kind: rest`` source; the token or signing key comes only from its Connection."""
+    opts = dict(source.options)
+    where = f"source {source.name!r}"
+    problems = [f"{where}: option {n!r} is a secret; put it in the connection, never in the YAML"
+                for n in sorted(opts.keys() & SECRET_OPTIONS)]
+    problems += [f"{where}: unknown option {n!r}" for n in sorted(opts.keys() - OPTIONS - SECRET_OPTIONS)]
+    if problems:
+        raise ConfigError(problems)
+    auth = opts.get("auth", "none")
+    conn: dict[str, Any] = {}
+    if source.connection:
+        try:
+            conn = connection_fields(source.connection)
+        except ConfigError:
+            if auth != "none" or not source.url:  # without secrets to fetch, the embedded URL will do
+                raise
+    extra = conn.get("extra") or {}
+    token = signing_key = None
+    key_id = opts.get("key_id") or extra.get("key_id") or conn.get("login")
+    if auth == "bearer":
+        token = conn.get("password")
+    elif auth == "signed":
+        signing_key = extra.get("private_key")
+        if not signing_key and extra.get("private_key_file"):
+            try:
+                signing_key = Path(extra["private_key_file"]).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{where}: cannot read the signing key {extra['private_key_file']}: {exc}") from exc
+    if auth != "none" and not (token or signing_key):
+        raise ConfigError(f"{where}: {auth} auth needs connection {source.connection!r} with "
+                          + ("a password (the token)" if auth == "bearer" else "extra private_key or private_key_file"))
+    base_url = _base_url(conn) if conn.get("host") else source.location(samples_dir)
+    if not base_url:
+        raise ConfigError(f"{where}: needs a url or a connection with a host")
+    paging = Paging(style=opts.get("pagination", "page"), **{n: opts[n] for n in PAGING_OPTIONS if n in opts})
+    return RestConnector(
+        base_url, path=opts.get("path", ""), pagination=paging, key=source.key, watermark=source.watermark,
+        batch_size=int(opts.get("page_size", min(source.batch_size, DEFAULT_PAGE_SIZE))), auth=auth, token=token,
+        signing_key=signing_key, key_id=key_id, timeout=float(opts.get("timeout", 30.0)),
+        max_retries=int(opts.get("max_retries", 5)), rate_limit=opts.get("rate_limit"), schema=opts.get("schema"),
+        since_param=opts.get("since_param"), columns=[spec.column for spec in source.fields.values()],
+        params=opts.get("params"), backoff=float(opts.get("backoff", 0.5)), max_wait=float(opts.get("max_wait", 60.0)),
+        burst=float(opts.get("burst", 1.0)), name=source.name,
+    )
