@@ -60,7 +60,7 @@ def run_dag(dag_id: str) -> str:
     ensure_database()
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         raise PipelineError(f"DAG import errors: {bag.import_errors}")
     if dag_id not in bag.dags:

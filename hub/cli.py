@@ -1,0 +1,17 @@
+"""The ``hub`` command line: what an operator does, one subcommand each."""
+
+from __future__ import annotations
+
+import typer
+
+from hub.commands import api, check_ids, demo, pipeline, samples
+
+app = typer.Typer(name="hub", help="Cross-department data-sharing hub.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+
+for module in (demo, samples, pipeline, check_ids, api):
+    module.register(app)
+
+
+if __name__ == "__main__":
+    app()
