@@ -104,7 +104,7 @@ def _sample_id(settings: Settings) -> str:
 
 
 def _print_answer(answer) -> None:  # type: ignore[no-untyped-def]
-    table = Table(title=f"Verified answer {answer.request_id} (snapshot {answer.snapshot_version}, key {answer.kid})")
+    table = Table(title=f"Verified answer {answer.request_id} (snapshot {answer.snapshot_version}, signed with hub key {answer.kid})")
     for col in ("field", "value", "source", "updated"):
         table.add_column(col)
     for name, item in answer.record.items():
