@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.errors import ConfigError
 from schemas import LIBRARIES, library
@@ -25,11 +25,25 @@ class FieldMap(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    column: str
+    column: str | None = None
+    value: str | None = None  # a constant, e.g. life_status "deceased" for a deaths register
     codes: dict[str, str] | None = None  # department code -> national code
     by_label: str | None = None  # the department writes the Chinese label of this code table
     label_suffix: str = ""  # appended before the label lookup, e.g. "族" for "汉" -> "汉族"
     date_format: str | None = None  # strptime format of a date/timestamp column
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "FieldMap":
+        if (self.column is None) == (self.value is None):
+            raise ValueError("give exactly one of column or value")
+        return self
+
+
+def _shorthand_fields(value: Any) -> Any:
+    # "name: XM" is shorthand for "name: {column: XM}".
+    if isinstance(value, dict):
+        return {k: {"column": v} if isinstance(v, str) else v for k, v in value.items()}
+    return value
 
 
 class SourceConfig(BaseModel):
@@ -51,15 +65,29 @@ class SourceConfig(BaseModel):
     batch_size: int = Field(default=100_000, ge=1)
     authoritative: list[str] = []
     fields: dict[str, FieldMap]
+    # A row that describes several records (a marriage: husband and wife) lists each record's own
+    # fields here; every record also gets the shared ``fields``.
+    records: list[dict[str, FieldMap]] = []
     options: dict[str, Any] = {}
 
     @field_validator("fields", mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
-        # "name: XM" is shorthand for "name: {column: XM}".
-        if isinstance(value, dict):
-            return {k: {"column": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
+        return _shorthand_fields(value)
+
+    @field_validator("records", mode="before")
+    @classmethod
+    def _shorthand_records(cls, value: Any) -> Any:
+        return [_shorthand_fields(v) for v in value] if isinstance(value, list) else value
+
+    def record_fields(self) -> list[dict[str, FieldMap]]:
+        """The field maps of each record a row holds (one, unless ``records`` is given)."""
+        return [{**self.fields, **extra} for extra in self.records] if self.records else [self.fields]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every department column the mapping reads."""
+        return list(dict.fromkeys(m.column for fields in self.record_fields() for m in fields.values() if m.column))
 
     def location(self, samples_dir: Path) -> str | None:
         """The configured URL with ``{samples_dir}`` expanded."""
@@ -81,7 +109,8 @@ def problems_of(source: SourceConfig) -> list[str]:
         return problems + [f"{where}: unknown library {source.library!r}; known: {', '.join(LIBRARIES)}"]
     lib = library(source.library)
     declared = {f.name: f for f in lib.fields if not f.metadata}
-    for name, spec in source.fields.items():
+    mapped = {name: spec for fields in source.record_fields() for name, spec in fields.items()}
+    for name, spec in mapped.items():
         if name not in declared:
             problems.append(f"{where}: unknown field {name!r} for library {lib.name}")
         if spec.by_label and spec.by_label not in TABLES:
@@ -91,10 +120,10 @@ def problems_of(source: SourceConfig) -> list[str]:
             if unknown:
                 problems.append(f"{where}: field {name!r} maps to codes not in {declared[name].code_table}: {unknown}")
     required = {lib.key} | ({f.name for f in declared.values() if f.required} if source.role == "master" else set())
-    for name in sorted(required - set(source.fields)):
-        problems.append(f"{where}: required field {name!r} of {lib.name} is not mapped")
+    for fields in source.record_fields():
+        problems += [f"{where}: required field {n!r} of {lib.name} is not mapped" for n in sorted(required - set(fields))]
     for name in source.authoritative:
-        if name not in source.fields:
+        if name not in mapped:
             problems.append(f"{where}: authoritative field {name!r} is not mapped")
         elif name in declared and declared[name].authorities and source.department not in declared[name].authorities:
             problems.append(f"{where}: {source.department} is not declared authoritative for {lib.name}.{name}")

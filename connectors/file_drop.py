@@ -601,6 +601,6 @@ def from_config(source: SourceConfig, samples_dir: Path) -> FileDropConnector:
     if not location:
         raise ConfigError(f"source {source.name!r}: a file_drop source needs a url (file://<folder>)")
     # The update-time column, when configured, is landed too: mapping reads it as the record's source time.
-    columns = [*([source.watermark] if source.watermark else []), *(spec.column for spec in source.fields.values())]
+    columns = [*([source.watermark] if source.watermark else []), *source.columns]
     return FileDropConnector(Path(location.removeprefix("file://")), key=source.key, columns=columns,
                              batch_size=source.batch_size, **source.options)

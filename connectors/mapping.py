@@ -22,7 +22,9 @@ def _recode(values: pa.Array, mapping: dict[str, str]) -> pa.Array:
 
 
 def _field(raw: pa.Table, spec: FieldMap, target: pa.DataType) -> pa.Array:
-    values = pc.utf8_trim_whitespace(raw.column(spec.column).combine_chunks())
+    if spec.value is not None:
+        return pa.array([spec.value] * raw.num_rows, pa.string()).cast(target)
+    values = pc.utf8_trim_whitespace(raw.column(spec.column).combine_chunks().cast(pa.string()))
     values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
     if spec.codes:
         values = _recode(values, spec.codes)
@@ -38,16 +40,25 @@ def _field(raw: pa.Table, spec: FieldMap, target: pa.DataType) -> pa.Array:
 
 def to_canonical(raw: pa.Table, source: SourceConfig, run_id: str, ingested_at: dt.datetime) -> pa.Table:
     """The raw landing rows of ``source`` as records of its library (unmapped fields null)."""
+    parts = source.record_fields()
+    tables = [_records(raw, source, fields, f"#{i + 1}" if len(parts) > 1 else "", run_id, ingested_at)
+              for i, fields in enumerate(parts)]
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _records(raw: pa.Table, source: SourceConfig, fields: dict[str, FieldMap], suffix: str, run_id: str,
+             ingested_at: dt.datetime) -> pa.Table:
     schema = arrow_schema(library(source.library))
     n = raw.num_rows
     columns = []
     for target in schema:
-        if target.name in source.fields:
-            columns.append(_field(raw, source.fields[target.name], target.type))
+        if target.name in fields:
+            columns.append(_field(raw, fields[target.name], target.type))
         elif target.name == "source_department":
             columns.append(pa.array([source.department] * n, pa.string()))
         elif target.name == "source_record_id":
-            columns.append(raw.column(source.key).combine_chunks().cast(pa.string()))
+            record_id = raw.column(source.key).combine_chunks().cast(pa.string())
+            columns.append(pc.binary_join_element_wise(record_id, pa.scalar(suffix), "") if suffix else record_id)
         elif target.name == "source_updated_at" and source.watermark:
             # Database timestamps land as ISO text; Arrow's cast reads both "T" and " " separators.
             ts = raw.column(source.watermark).combine_chunks().cast(pa.timestamp("us"))

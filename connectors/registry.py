@@ -35,9 +35,8 @@ def build_connector(source: SourceConfig, samples_dir: Path) -> Connector:
     if source.kind == "sql":
         from connectors.sql import SqlConnector
 
-        columns = [spec.column for spec in source.fields.values()]
         return SqlConnector(_sqlalchemy_url(source_url(source, samples_dir)), source.table or "", source.key,
-                            source.watermark, columns, source.batch_size)
+                            source.watermark, source.columns, source.batch_size)
     if source.kind == "rest":
         from connectors.rest import from_config as rest_from_config
 

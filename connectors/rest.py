@@ -506,7 +506,7 @@ def from_config(source: SourceConfig, samples_dir: Path) -> RestConnector:
         batch_size=int(opts.get("page_size", min(source.batch_size, DEFAULT_PAGE_SIZE))), auth=auth, token=token,
         signing_key=signing_key, key_id=key_id, timeout=float(opts.get("timeout", 30.0)),
         max_retries=int(opts.get("max_retries", 5)), rate_limit=opts.get("rate_limit"), schema=opts.get("schema"),
-        since_param=opts.get("since_param"), columns=[spec.column for spec in source.fields.values()],
+        since_param=opts.get("since_param"), columns=source.columns,
         params=opts.get("params"), backoff=float(opts.get("backoff", 0.5)), max_wait=float(opts.get("max_wait", 60.0)),
         burst=float(opts.get("burst", 1.0)), name=source.name,
     )
