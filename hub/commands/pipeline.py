@@ -1,0 +1,112 @@
+"""Commands that run the pipeline and show the state of the libraries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.errors import HubError, SnapshotError
+from hub.settings import get_settings
+
+console = Console()
+
+
+def run(
+    source: Annotated[list[str] | None, typer.Option("--source", "-s", help="Only these sources (default: all).")] = None,
+    direct: Annotated[bool, typer.Option(help="Call the steps directly instead of through Airflow's DAG runner.")] = False,
+    full: Annotated[bool, typer.Option(help="Re-extract everything, ignoring watermarks (direct mode).")] = False,
+) -> None:
+    """Ingest every source, then reconcile and publish a new snapshot."""
+    from hub import jobs
+
+    names = source or list(jobs.sources())
+    try:
+        if direct:
+            run_id = f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+            for name in names:
+                with console.status(f"landing {name}…"):
+                    manifest = jobs.ingest(name, run_id, full=full)
+                console.print(f"landed [bold]{name}[/]: {manifest.rows:,} rows")
+                staged = jobs.stage(name)
+                console.print(f"staged {name}: {staged.staged:,} rows, {staged.quarantined:,} quarantined")
+            result = jobs.reconcile_and_publish(run_id)
+        else:
+            from hub import airflow_env
+
+            airflow_env.configure()
+            for name in names:
+                with console.status(f"Airflow: ingest_{name}…"):
+                    airflow_env.run_dag(f"ingest_{name}")
+                console.print(f"DAG ingest_{name}: success")
+            with console.status("Airflow: reconcile_publish…"):
+                airflow_env.run_dag("reconcile_publish")
+            console.print("DAG reconcile_publish: success")
+            result = None
+    except HubError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    _print_status(result.version if result else None)
+
+
+def _print_status(expected: str | None = None) -> None:
+    from hub.db import metadata_engine
+    from warehouse.published import open_current
+    from warehouse.runs import Watermark
+    from sqlalchemy.orm import Session
+
+    settings = get_settings()
+    try:
+        snap = open_current(settings.snapshots_dir)
+    except SnapshotError:
+        console.print("no snapshot published yet: run [bold]hub run[/]")
+        return
+    table = Table(title=f"Published snapshot {snap.version} ({snap.manifest['created_at']})")
+    for col in ("library", "rows", "sha256"):
+        table.add_column(col)
+    for name, info in snap.manifest["tables"].items():
+        table.add_row(name, f"{info['rows']:,}", info["sha256"][:16] + "…")
+    console.print(table)
+    snap.close()
+    with Session(metadata_engine()) as session:
+        marks = session.query(Watermark).all()
+    wm = Table(title="Sources")
+    for col in ("source", "watermark", "last run", "updated"):
+        wm.add_column(col)
+    for m in marks:
+        wm.add_row(m.source, m.value or "-", m.run_id, m.updated_at.isoformat(timespec="seconds"))
+    console.print(wm)
+
+
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for monitoring.")] = False) -> None:
+    """Show the published snapshot, its libraries, and each source's watermark."""
+    if not as_json:
+        _print_status()
+        return
+    from warehouse.published import open_current
+
+    try:
+        snap = open_current(get_settings().snapshots_dir)
+    except SnapshotError as exc:
+        print(json.dumps({"published": False, "error": str(exc)}))
+        raise typer.Exit(1) from exc
+    print(json.dumps({"published": True, "manifest": snap.manifest}, ensure_ascii=False))
+    snap.close()
+
+
+def airflow_init() -> None:
+    """Create Airflow's database and the hub's pool under the data directory."""
+    from hub import airflow_env
+
+    airflow_env.ensure_database()
+    console.print(f"Airflow home: {airflow_env.configure()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("airflow-init")(airflow_init)
