@@ -6,11 +6,15 @@ API answering a signed lookup that the bundled client verifies.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
+import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -66,15 +70,13 @@ def _free_port(host: str) -> int:
 
 
 class BackgroundServer:
-    """The exchange API under a real uvicorn server in a thread, for the demo's one lookup."""
+    """An ASGI app under a real uvicorn server in a thread: the demo's API and sample department services."""
 
-    def __init__(self, settings: Settings, port: int):
+    def __init__(self, app, host: str, port: int):  # type: ignore[no-untyped-def]
         import uvicorn
 
-        from exchange_api.app import create_app
-
-        self.url = f"http://{settings.api_host}:{port}"
-        config = uvicorn.Config(create_app(settings), host=settings.api_host, port=port, log_level="warning")
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -83,13 +85,38 @@ class BackgroundServer:
         deadline = time.monotonic() + 30
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the exchange API did not start")
+                raise RuntimeError(f"the server for {self.url} did not start")
             time.sleep(0.05)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def sample_registry(settings: Settings) -> Iterator[None]:
+    """Serve the sample business registry's REST API while the pipeline runs, with a fresh bearer token.
+
+    The token reaches the connector the way a real one would: as the password of the Airflow
+    Connection ``hub_business_registry`` (here an ``AIRFLOW_CONN_`` variable of this process).
+    """
+    from connectors.samples.business_registry import FOLDER, create_registry_app
+
+    token = secrets.token_urlsafe(24)
+    host = "127.0.0.1"
+    app = create_registry_app(settings.samples_dir / FOLDER, token)
+    with BackgroundServer(app, host, _free_port(host)) as server:
+        variable = "AIRFLOW_CONN_HUB_BUSINESS_REGISTRY"
+        previous = os.environ.get(variable)
+        os.environ[variable] = f"http://:{token}@{host}:{server.url.rsplit(':', 1)[1]}"
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = previous
 
 
 def _sample_id(settings: Settings) -> str:
@@ -127,12 +154,15 @@ def demo(
     console.rule("1. Sample department systems")
     ensure_samples(settings, people=people, seed=seed)
     console.rule("2. Airflow pipelines (Airflow's own DAG runner)")
-    run(source=None, direct=False, full=False)
+    with sample_registry(settings):
+        run(source=None, direct=False, full=False)
     console.rule("3. The exchange API answers a signed lookup")
     kid, key_file = ensure_demo_department(settings)
     from exchange_api.client import HubClient
 
-    with BackgroundServer(settings, _free_port(settings.api_host)) as server:
+    from exchange_api.app import create_app
+
+    with BackgroundServer(create_app(settings), settings.api_host, _free_port(settings.api_host)) as server:
         with HubClient(server.url, kid, key_file.read_bytes()) as client:
             answer = client.lookup("population", _sample_id(settings), DEMO_PURPOSE, "DEMO-2026-0001")
     _print_answer(answer)
