@@ -9,10 +9,11 @@ from airflow.sdk import dag, task
 
 from dags.assets import staged
 from hub import jobs
+from hub.settings import get_settings
 
 DEFAULT_ARGS = {
-    "retries": 2,
-    "retry_delay": dt.timedelta(minutes=1),
+    "retries": get_settings().task_retries,
+    "retry_delay": dt.timedelta(seconds=get_settings().task_retry_delay_seconds),
     "retry_exponential_backoff": True,
     "execution_timeout": dt.timedelta(hours=2),
 }

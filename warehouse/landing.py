@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
-from connectors.base import Connector
+from connectors.base import Connector, Extraction
 from warehouse.runs import get_watermark, record_run, set_watermark, utcnow
 
 MANIFEST = "_manifest.json"
@@ -111,6 +111,31 @@ def _recover_watermark(engine: Engine, landing_dir: Path, source: str) -> str | 
     return current
 
 
+def _write_batches(extraction: Extraction, connector: Connector, target: Path, progress) -> int:  # type: ignore[no-untyped-def]
+    """Write the extraction's batches to ``target``; the row count."""
+    rows, writer = 0, None
+    with _BackgroundWriter() as background:
+        try:
+            for batch in extraction.batches:
+                if writer is None:
+                    # zstd level 1 without dictionaries: a third of the CPU of the defaults, same size here.
+                    writer = pq.ParquetWriter(target, batch.schema, compression="zstd", compression_level=1,
+                                              use_dictionary=False)
+                background.submit(writer.write_batch, batch)
+                rows += batch.num_rows
+                if progress:
+                    progress(batch.num_rows)
+            background.drain()
+        finally:
+            background.drain(raise_errors=False)
+            if writer is not None:
+                writer.close()
+            connector.close()
+    if writer is None:  # nothing changed: an empty landing still records the run
+        pq.write_table(pa.table({}), target)
+    return rows
+
+
 def land(source: str, connector: Connector, run_id: str, landing_dir: Path, engine: Engine, *, full: bool = False,
          progress=None) -> LandingManifest:
     """Extract ``source`` since its watermark into ``landing_dir/source/run``; then advance the watermark."""
@@ -123,26 +148,12 @@ def land(source: str, connector: Connector, run_id: str, landing_dir: Path, engi
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     extraction = connector.extract(None if full else since, full=full)
-    rows, writer = 0, None
-    with _BackgroundWriter() as background:
-        try:
-            for batch in extraction.batches:
-                if writer is None:
-                    # zstd level 1 without dictionaries: a third of the CPU of the defaults, same size here.
-                    writer = pq.ParquetWriter(partial / DATA_FILE, batch.schema, compression="zstd",
-                                              compression_level=1, use_dictionary=False)
-                background.submit(writer.write_batch, batch)
-                rows += batch.num_rows
-                if progress:
-                    progress(batch.num_rows)
-            background.drain()
-        finally:
-            background.drain(raise_errors=False)
-            if writer is not None:
-                writer.close()
-            connector.close()
-    if writer is None:  # nothing changed: an empty landing still records the run
-        pq.write_table(pa.table({}), partial / DATA_FILE)
+    try:
+        rows = _write_batches(extraction, connector, partial / DATA_FILE, progress)
+    except BaseException:
+        # A failed extraction leaves nothing half-written behind (a killed one leaves only ".partial").
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if extraction.quarantined:
         (partial / "_quarantine.json").write_text(json.dumps(extraction.quarantined, ensure_ascii=False, default=str))
     manifest = LandingManifest(source=source, run_id=run_id, since=extraction.since, watermark=extraction.watermark,
