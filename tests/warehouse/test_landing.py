@@ -105,3 +105,18 @@ def test_crash_after_landing_before_watermark_is_recovered(household, settings):
     second = land("household", _connector(url), "run-2", settings.landing_dir, metadata_engine())
     assert second.since == first.watermark
     assert _landed_keys(settings) == list(range(1, 29))
+
+
+def test_rest_field_type_change_fails_naming_the_field_and_leaves_nothing(settings):
+    from connectors.fake_rest import fake_rest_app, make_records, serving
+    from connectors.rest import RestConnector
+    from hub.errors import SchemaDrift
+
+    app = fake_rest_app(make_records(500), page_size=100, drift_after_page=2, drift_field="capital")
+    with serving(app) as base_url:
+        connector = RestConnector(base_url, path="/items", pagination="page", key="id", watermark="updated_at",
+                                  batch_size=100, since_param="updated_since")
+        with pytest.raises(SchemaDrift, match="capital"):
+            land("registry", connector, "run-1", settings.landing_dir, metadata_engine())
+    assert get_watermark(metadata_engine(), "registry") is None
+    assert not (settings.landing_dir / "registry").exists() or not any((settings.landing_dir / "registry").iterdir())
