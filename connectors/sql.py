@@ -44,14 +44,23 @@ class _CopyStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._pending:
+        # Fill the whole buffer: PostgreSQL sends one message per row, Arrow wants megabytes.
+        view, filled = memoryview(buffer).cast("B"), 0
+        if self._pending:
+            n = min(len(view), len(self._pending))
+            view[:n], self._pending, filled = self._pending[:n], self._pending[n:], n
+        while filled < len(view):
             chunk = next(self._chunks, None)
             if chunk is None:
-                return 0
-            self._pending = bytes(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
-        return n
+                break
+            n = len(chunk)
+            if filled + n <= len(view):
+                view[filled:filled + n] = chunk
+                filled += n
+            else:
+                room = len(view) - filled
+                view[filled:], self._pending, filled = chunk[:room], bytes(chunk[room:]), len(view)
+        return filled
 
 
 class SqlConnector(Connector):
