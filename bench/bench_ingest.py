@@ -22,6 +22,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 FILL = """
+CREATE SCHEMA IF NOT EXISTS hub_bench;
+SET search_path TO hub_bench;
 DROP TABLE IF EXISTS "HJ_RKXX";
 CREATE TABLE "HJ_RKXX" (
   "RKBH" BIGINT PRIMARY KEY, "SFZH" VARCHAR(32), "XM" VARCHAR(64), "XB" VARCHAR(2), "CSRQ" VARCHAR(8),
@@ -61,6 +63,8 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--skip-fill", action="store_true", help="reuse the table from a previous run")
     args = parser.parse_args()
+    # Its own schema, so tests sharing the database cannot touch the benchmark's table.
+    source_url = args.url + ("&" if "?" in args.url else "?") + "options=-csearch_path%3Dhub_bench"
     if not args.skip_fill:
         start = time.perf_counter()
         with sa.create_engine(args.url).begin() as conn:
@@ -69,7 +73,7 @@ def main() -> None:
                     conn.connection.dbapi_connection.execute(statement)
         print(f"filled {args.rows:,} rows in PostgreSQL in {time.perf_counter() - start:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", CHILD, args.url, f"{tmp}/landing", f"sqlite:///{tmp}/meta.db"],
+        out = subprocess.run([sys.executable, "-c", CHILD, source_url, f"{tmp}/landing", f"sqlite:///{tmp}/meta.db"],
                              capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
         if out.returncode:
             sys.exit(out.stderr[-3000:])

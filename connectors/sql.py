@@ -76,7 +76,7 @@ class SqlConnector(Connector):
         connect_args = {"connect_timeout": connect_timeout} if not url.startswith("sqlite") else {"timeout": connect_timeout}
         self.engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
 
-    def _query(self, since: str | None, full: bool) -> tuple[sa.TextClause, dict]:
+    def _query(self, since: str | None, full: bool, ordered: bool = True) -> tuple[sa.TextClause, dict]:
         q = self.engine.dialect.identifier_preparer.quote
         cols = ", ".join(q(c) for c in self.columns)
         order = [self.watermark_column, self.key] if self.watermark_column else [self.key]
@@ -88,7 +88,11 @@ class SqlConnector(Connector):
                 params = {"w": mark["w"], "k": mark["k"]}
             else:
                 where, params = f"WHERE {q(self.key)} > :k", {"k": mark["k"]}
-        sql = f"SELECT {cols} FROM {q(self.table)} {where} ORDER BY {', '.join(q(c) for c in order)}"
+        sql = f"SELECT {cols} FROM {q(self.table)} {where}"
+        if ordered:
+            sql += f" ORDER BY {', '.join(q(c) for c in order)}"
+        else:  # only the last (watermark, key) is wanted: the highest, from the source's own ordering
+            sql += f" ORDER BY {', '.join(q(c) + ' DESC' for c in order)} LIMIT 1"
         return sa.text(sql), params
 
     def extract(self, since: str | None, *, full: bool = False) -> Extraction:
@@ -98,21 +102,26 @@ class SqlConnector(Connector):
         return extraction
 
     def _batches(self, extraction: Extraction, full: bool) -> Iterator[pa.RecordBatch]:
-        sql, params = self._query(extraction.since, full)
-        fetch = self._copy_batches if self.engine.dialect.name == "postgresql" else self._fetch_batches
         try:
-            for batch in fetch(sql, params):
-                last = batch.num_rows - 1
-                mark = {"k": batch.column(0)[last].as_py()}
-                if self.watermark_column:
-                    mark["w"] = batch.column(1)[last].as_py()
-                yield batch
-                # Advanced only after the batch was consumed: a consumer that stops early keeps the old mark.
-                extraction.watermark = json.dumps(mark)
+            if self.engine.dialect.name == "postgresql":
+                yield from self._copy_batches(extraction, full)
+            else:
+                yield from self._ordered_batches(extraction, full)
         except OperationalError as exc:
             raise SourceUnavailable(f"{self.engine.dialect.name} source {self.table} unreachable: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise SourceError(f"{self.engine.dialect.name} source {self.table} failed: {exc}") from exc
+
+    def _ordered_batches(self, extraction: Extraction, full: bool) -> Iterator[pa.RecordBatch]:
+        sql, params = self._query(extraction.since, full)
+        for batch in self._fetch_batches(sql, params):
+            last = batch.num_rows - 1
+            mark = {"k": batch.column(0)[last].as_py()}
+            if self.watermark_column:
+                mark["w"] = batch.column(1)[last].as_py()
+            yield batch
+            # Advanced only after the batch was consumed: a consumer that stops early keeps the old mark.
+            extraction.watermark = json.dumps(mark)
 
     def _fetch_batches(self, sql: sa.TextClause, params: dict) -> Iterator[pa.RecordBatch]:
         with self.engine.connect() as conn:
@@ -120,27 +129,39 @@ class SqlConnector(Connector):
             while rows := result.fetchmany(self.batch_size):
                 yield pa.RecordBatch.from_arrays([_string_array(col) for col in zip(*rows)], names=self.columns)
 
-    def _copy_batches(self, sql: sa.TextClause, params: dict) -> Iterator[pa.RecordBatch]:
-        # PostgreSQL's COPY streams CSV at wire speed; Arrow parses it in C: no Python object per value.
-        with self.engine.connect() as conn:
-            compiled = sql.bindparams(**params).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    def _copy_batches(self, extraction: Extraction, full: bool) -> Iterator[pa.RecordBatch]:
+        # PostgreSQL's COPY streams CSV at wire speed and Arrow parses it in C: no Python object per
+        # value. Unordered (the sort would cost PostgreSQL a third more), so the new watermark is read
+        # in the same repeatable-read snapshot and given only once every batch has been consumed.
+        sql, params = self._query(extraction.since, full, ordered=False)
+        last_sql, _ = self._query(extraction.since, full, ordered=False)
+        with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+            conn.execute(sa.text("SELECT 1"))  # takes the snapshot both statements below share
+            unordered = str(sql.bindparams(**params).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            unordered = unordered.rsplit(" ORDER BY ", 1)[0]
             raw = conn.connection.dbapi_connection
-            with raw.cursor() as cur, cur.copy(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)") as copy:
+            with raw.cursor() as cur, cur.copy(f"COPY ({unordered}) TO STDOUT WITH (FORMAT csv)") as copy:
                 chunks = iter(copy)
                 first = next(chunks, None)
-                if first is None:  # nothing changed: Arrow refuses an empty CSV
-                    return
-                reader = pacsv.open_csv(
-                    io.BufferedReader(_CopyStream(itertools.chain([first], chunks)), buffer_size=1 << 20),
-                    read_options=pacsv.ReadOptions(column_names=self.columns, block_size=1 << 24),
-                    parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={c: pa.string() for c in self.columns},
-                        strings_can_be_null=True, quoted_strings_can_be_null=False),
-                )
-                for batch in reader:
-                    if batch.num_rows:
-                        yield batch
+                if first is not None:  # nothing changed: Arrow refuses an empty CSV
+                    reader = pacsv.open_csv(
+                        io.BufferedReader(_CopyStream(itertools.chain([first], chunks)), buffer_size=1 << 20),
+                        read_options=pacsv.ReadOptions(column_names=self.columns, block_size=1 << 24),
+                        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                        convert_options=pacsv.ConvertOptions(
+                            column_types={c: pa.string() for c in self.columns},
+                            strings_can_be_null=True, quoted_strings_can_be_null=False),
+                    )
+                    for batch in reader:
+                        if batch.num_rows:
+                            yield batch
+            if first is None:
+                return
+            row = conn.execute(last_sql, params).one()
+        mark = {"k": _text(row[0])}
+        if self.watermark_column:
+            mark["w"] = _text(row[1])
+        extraction.watermark = json.dumps(mark)
 
     def close(self) -> None:
         self.engine.dispose()
