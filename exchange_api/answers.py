@@ -1,27 +1,30 @@
-"""Answers: the released fields of a record with their provenance, signed as a compact JWS with the hub's active key.
+"""Answers: what the hub says, signed as a compact JWS (RFC 7515) with the hub's active key.
 
-Payload::
+Every answer payload carries ``request_id``, ``snapshot_version``, ``issued_at``, ``department`` and
+``nonce`` (the last two bind it to the request it answers) and one of:
 
-    {"request_id", "snapshot_version", "issued_at", "library", "found",
-     "record": {field: {"value", "source_department", "updated_at"}},
-     "department", "nonce"}
+- a lookup: ``library``, ``key``, ``found``, ``record`` ({field: {"value", "source_department", "updated_at"
+  [, "conflict": {"golden_value", "rule", "values"}]}}), and ``as_of`` when asked for;
+- a batch: ``library``, ``results`` (a list of the above per key, in request order), ``as_of``;
+- a verification: ``question``, ``subject``, ``on``, ``answer`` (true/false);
+- an access log: ``key``, ``entries``.
 
-``department`` and ``nonce`` bind the answer to the request it answers. "No such record" and
-"nothing may be released" both give ``found: false`` and ``record: {}``.
+"No such record" and "nothing may be released" give the same ``found: false, record: {}``.
+The JWS is built here directly (header and payload base64url, Ed25519 over ``header.payload``): it is a
+few lines, and a department verifies it with any JOSE library against ``/.well-known/jwks.json``.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from joserfc import jws
-
-from exchange_api.hub_keys import HubKeyring
-from exchange_api.jose import JWS_ALG, REGISTRY
+from exchange_api.hub_keys import HubKey, HubKeyring
+from exchange_api.jose import JWS_ALG
 
 MEDIA_TYPE = "application/jose"
 ANSWER_TYP = "hub-answer+jws"
@@ -38,12 +41,47 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def provenance(record: Mapping[str, Any], field: str) -> dict[str, Any]:
-    """Where a field's value came from; today per record, the place to read per-field provenance once stored."""
+def field_entry(record: Mapping[str, Any], name: str, provenance: Mapping[str, Mapping[str, Any]] | None = None,
+                conflicts: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """One released field: its value, where it came from (per field when the warehouse records it), any conflict."""
+    origin = (provenance or {}).get(name)
+    entry = {
+        "value": json_value(record.get(name)),
+        "source_department": origin["source_department"] if origin else record.get("source_department"),
+        "updated_at": json_value(origin["updated_at"] if origin else record.get("source_updated_at")),
+    }
+    conflict = (conflicts or {}).get(name)
+    if conflict is not None:
+        entry["conflict"] = {
+            "golden_value": json_value(conflict.get("golden_value")),
+            "rule": conflict.get("rule"),
+            "values": [{k: json_value(v) for k, v in item.items()} for item in conflict.get("values") or []
+                       if isinstance(item, dict)],
+        }
+    return entry
+
+
+def record_result(key: str, record: Mapping[str, Any] | None, released: Sequence[str], *,
+                  provenance: Mapping[str, Mapping[str, Any]] | None = None,
+                  conflicts: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """``key``, ``found`` and ``record``; a missing record and an empty release look the same."""
+    found = record is not None and bool(released)
     return {
-        "value": json_value(record.get(field)),
-        "source_department": record.get("source_department"),
-        "updated_at": json_value(record.get("source_updated_at")),
+        "key": key,
+        "found": found,
+        "record": {n: field_entry(record, n, provenance, conflicts) for n in released} if found and record else {},
+    }
+
+
+def envelope(*, request_id: str, snapshot_version: str | None, department: str, nonce: str,
+             issued_at: dt.datetime | None = None) -> dict[str, Any]:
+    """The part of every answer that says when, from which snapshot and to which request."""
+    return {
+        "request_id": request_id,
+        "snapshot_version": snapshot_version,
+        "issued_at": json_value(issued_at or dt.datetime.now(dt.UTC)),
+        "department": department,
+        "nonce": nonce,
     }
 
 
@@ -56,25 +94,42 @@ def build_payload(
     released: Sequence[str],
     department: str,
     nonce: str,
+    key: str | None = None,
     issued_at: dt.datetime | None = None,
+    as_of: str | None = None,
+    provenance: Mapping[str, Mapping[str, Any]] | None = None,
+    conflicts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The answer payload; ``record`` None or nothing released gives the same not-found shape."""
-    found = record is not None and bool(released)
-    return {
-        "request_id": request_id,
-        "snapshot_version": snapshot_version,
-        "issued_at": json_value(issued_at or dt.datetime.now(dt.UTC)),
-        "library": library,
-        "found": found,
-        "record": {name: provenance(record, name) for name in released} if found and record is not None else {},
-        "department": department,
-        "nonce": nonce,
-    }
+    """A single lookup's answer payload."""
+    payload = envelope(request_id=request_id, snapshot_version=snapshot_version, department=department, nonce=nonce,
+                       issued_at=issued_at)
+    payload["library"] = library
+    payload.update(record_result(key or "", record, released, provenance=provenance, conflicts=conflicts))
+    if key is None:
+        del payload["key"]
+    if as_of is not None:
+        payload["as_of"] = as_of
+    return payload
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_HEADERS: dict[str, str] = {}
+
+
+def _header(key: HubKey) -> str:
+    header = _HEADERS.get(key.kid)
+    if header is None:
+        header = _HEADERS[key.kid] = _b64(json.dumps({"alg": JWS_ALG, "kid": key.kid, "typ": ANSWER_TYP},
+                                                     separators=(",", ":")).encode())
+    return header
 
 
 def sign_answer(payload: Mapping[str, Any], keyring: HubKeyring) -> str:
     """The payload as a compact JWS signed with the hub's active key, its kid in the header."""
     key = keyring.active()
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
-    header = {"alg": JWS_ALG, "kid": key.kid, "typ": ANSWER_TYP}
-    return jws.serialize_compact(header, body, key.jwk, registry=REGISTRY)
+    signing_input = f"{_header(key)}.{_b64(body)}"
+    return f"{signing_input}.{_b64(key.private_key.sign(signing_input.encode('ascii')))}"

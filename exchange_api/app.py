@@ -1,119 +1,196 @@
-"""The exchange API application: ``POST /v1/lookup``, ``GET /.well-known/jwks.json``, ``GET /healthz``."""
+"""The exchange API application: its routes, their OpenAPI description with every error code, and the plumbing.
+
+Signed (RFC 9421) and audited:
+    POST /v1/lookup              one record, by resident ID number, credit code or licence number
+    POST /v1/lookup/batch        up to ``HUB_API_MAX_BATCH`` records of one library
+    POST /v1/verify/licence      is licence N valid for holder H today / on date D? (yes/no)
+    POST /v1/verify/existence    does this person / company exist and is it active? (yes/no)
+    POST /v1/citizen/access-log  who looked at this person's record (citizen portal only)
+    GET  /v1/catalogue           libraries, fields, sharing classes, the caller's grants, how to apply
+    GET  /v1/usage               the caller's own usage figures per purpose
+Open:
+    GET /.well-known/jwks.json   the hub's answer-signing public keys
+    GET /healthz  GET /ping  GET /metrics  GET /openapi.json
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import Route
 
-from exchange_api.answers import MEDIA_TYPE, build_payload, sign_answer
-from exchange_api.audit import ANSWERED, NOT_ALLOWED, NOT_FOUND, AuditLog, audit_salt
-from exchange_api.dependencies import Caller, Draft, FieldAccess, Lookup, Services, ServicesDep
+from exchange_api.answers import MEDIA_TYPE
+from exchange_api.config import ApiSettings
 from exchange_api.errors import install_error_handlers
-from exchange_api.hub_keys import HubKeyring
-from exchange_api.lookup import LookupRequest
-from exchange_api.middleware import AuditTrail, RequestId
-from exchange_api.models import exchange_sessions
-from exchange_api.nonces import NonceStore
-from exchange_api.request_signatures import RequestVerifier
+from exchange_api.lookup import AccessLogRequest, BatchLookupRequest, ExistenceCheck, LicenceCheck, LookupRequest
+from exchange_api.metrics import CONTENT_TYPE
+from exchange_api.middleware import RequestContext
+from exchange_api.service import Exchange
 from hub.settings import Settings, get_settings
-from warehouse.published import CurrentSnapshot
 
 JWKS_MAX_AGE = 300  # clients may cache the key set this long; rotation keeps old keys published longer than that
 
 ERROR_SCHEMA = {
     "type": "object",
+    "required": ["error"],
     "properties": {
         "error": {
             "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"}},
+            "required": ["code", "message", "request_id"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                           "request_id": {"type": ["string", "null"]}},
         }
     },
 }
-ERROR_CODES = {
-    401: "signature_missing, signature_malformed, signature_incomplete, digest_mismatch, unknown_key, "
-    "stale_request, replayed_nonce, signature_invalid",
-    403: "fields_not_granted",
-    413: "payload_too_large",
-    422: "invalid_request",
-    500: "internal_error",
-    503: "snapshot_unavailable",
+
+# Every error code, by status. The same list is in PROTOCOL.md; a test checks the two agree with the code.
+ERROR_CODES: dict[int, dict[str, str]] = {
+    401: {
+        "signature_missing": "no Signature / Signature-Input",
+        "signature_malformed": "not structured fields, several signatures, wrong alg, bad parameter types or nonce length",
+        "signature_incomplete": "@method, content-digest, @target-uri (or @path + @authority), created, keyid or nonce missing",
+        "digest_mismatch": "Content-Digest missing or not matching the body",
+        "unknown_key": "key id not registered, retired, not yet valid, expired, or its department inactive",
+        "stale_request": "created outside the allowed window (either way) or expires passed",
+        "signature_invalid": "the signature does not verify",
+        "replayed_nonce": "the nonce was already used with this key",
+    },
+    403: {
+        "fields_not_granted": "a named field is not granted for this purpose (names only the field, never a record)",
+        "not_citizen_portal": "only the citizen portal department may read access logs",
+    },
+    404: {"not_found": "no such route (a missing record is a 200 answer with found=false)"},
+    405: {"method_not_allowed": "wrong method"},
+    413: {"payload_too_large": "body above HUB_API_MAX_BODY_BYTES", "batch_too_large": "more keys than HUB_API_MAX_BATCH"},
+    422: {"invalid_request": "body is not valid for the endpoint, or a key fails its check digit / format",
+          "as_of_unavailable": "as_of or a past day asked of a snapshot that keeps no history"},
+    429: {"rate_limited": "over the department's requests/s in this process (Retry-After)",
+          "quota_exceeded": "the department's daily record quota is used up (Retry-After)"},
+    500: {"internal_error": "unexpected failure, including an audit write that failed: no answer is released"},
+    503: {"snapshot_unavailable": "no published snapshot yet"},
 }
 
-
-def build_services(settings: Settings) -> Services:
-    """Open everything one API process holds: metadata sessions, keys, the snapshot follower, verifier, audit."""
-    sessions = exchange_sessions(settings)
-    return Services(
-        settings=settings,
-        sessions=sessions,
-        keyring=HubKeyring(settings.keys_dir),
-        snapshots=CurrentSnapshot(settings.snapshots_dir),
-        verifier=RequestVerifier(sessions, NonceStore(sessions), settings.signature_window_seconds),
-        audit=AuditLog(sessions, audit_salt(settings.keys_dir)),
-    )
+SIGNED_STATUSES = (401, 413, 422, 429, 500, 503)
 
 
-def lookup(caller: Caller, req: Lookup, access: FieldAccess, services: ServicesDep, draft: Draft) -> Response:
-    """Look a record up in the serving snapshot and answer with a signed JWS of the fields this caller may have."""
-    snapshot = services.snapshots.get()
-    # Nothing releasable: the record is not even read, so the answer cannot depend on whether it exists.
-    record = snapshot.lookup(req.library, req.key) if access.released else None
-    payload = build_payload(
-        request_id=draft.request_id,
-        snapshot_version=snapshot.version,
-        library=req.library,
-        record=record,
-        released=access.released,
-        department=caller.department,
-        nonce=caller.nonce,
-    )
-    draft.snapshot_version = snapshot.version
-    if payload["found"]:
-        draft.outcome, draft.fields_released = ANSWERED, access.released
-    else:
-        draft.outcome = NOT_FOUND if access.released else NOT_ALLOWED
-    return Response(sign_answer(payload, services.keyring), media_type=MEDIA_TYPE)
+def _error_responses(statuses: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "description": "; ".join(f"`{code}`: {what}" for code, what in ERROR_CODES[status].items()),
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
 
 
-def jwks(services: ServicesDep) -> JSONResponse:
-    """The hub's public answer-signing keys, active first."""
-    return JSONResponse(services.keyring.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+def _jws_response(description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description + " — a compact JWS (EdDSA, kid in the header); verify it against "
+                                               "/.well-known/jwks.json", "content": {MEDIA_TYPE: {"schema": {"type": "string"}}}}}
 
 
-def healthz(services: ServicesDep) -> dict[str, Any]:
-    """Ready when the metadata database answers and a snapshot is published (SnapshotError → 503 otherwise)."""
-    with services.sessions() as session:
-        session.execute(text("SELECT 1"))
-    return {"status": "ok", "snapshot_version": services.snapshots.get().version}
+def _body(model: Any) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+SIGNATURE_NOTE = ("Signed with HTTP Message Signatures (RFC 9421, Ed25519) covering @method, @target-uri, content-type "
+                  "and content-digest, with created, keyid and nonce; see PROTOCOL.md.")
+
+
+def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
     """The exchange API for ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
-    services = build_services(settings)
-    app = FastAPI(title="Data-sharing hub exchange API", version="1", docs_url=None, redoc_url=None)
-    app.state.services = services
+    exchange = Exchange(settings, api)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        exchange.close()  # the writer commits what is queued, then stops
+
+    app = FastAPI(title="Data-sharing hub exchange API", version="1", docs_url=None, redoc_url=None,
+                  description=SIGNATURE_NOTE, lifespan=lifespan)
+    app.state.exchange = app.state.services = exchange
     install_error_handlers(app, known_names=set(LookupRequest.model_fields))
-    # Added innermost first: RequestId wraps AuditTrail so the audit row and the response share one id.
-    app.add_middleware(AuditTrail, audit=services.audit)
-    app.add_middleware(RequestId)
-    error_responses: dict[int | str, dict[str, Any]] = {
-        status: {"description": codes, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-        for status, codes in ERROR_CODES.items()
-    }
-    app.add_api_route(
-        "/v1/lookup",
-        lookup,
-        methods=["POST"],
-        response_class=Response,
-        responses={200: {"description": "compact JWS answer", "content": {MEDIA_TYPE: {}}}, **error_responses},
-        openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": LookupRequest.model_json_schema()}}}
-        },
-    )
-    app.add_api_route("/.well-known/jwks.json", jwks, methods=["GET"])
-    app.add_api_route("/healthz", healthz, methods=["GET"])
+
+    signed_paths: dict[str, dict[str, Any]] = {}
+
+    def signed(path: str, method: str, operation: str, handler: Any, *, summary: str, model: Any = None,
+               statuses: tuple[int, ...] = SIGNED_STATUSES, answer: str = "signed answer", json_answer: bool = False) -> None:
+        # Plain Starlette routes: the pipeline parses, checks and answers itself, so FastAPI's dependency
+        # solving would only add time to every request. Their OpenAPI entries are written here instead.
+        async def endpoint(request: Request) -> Response:
+            return await exchange.handle(request, operation, handler)
+
+        app.router.routes.append(Route(path, endpoint, methods=[method], name=operation))
+        responses = ({200: {"description": answer, "content": {"application/json": {}}}} if json_answer
+                     else _jws_response(answer))
+        entry: dict[str, Any] = {"summary": summary, "description": SIGNATURE_NOTE, "operationId": operation,
+                                 "responses": {str(k): v for k, v in {**responses, **_error_responses(statuses)}.items()}}
+        if model is not None:
+            entry.update(_body(model))
+        signed_paths.setdefault(path, {})[method.lower()] = entry
+
+    with_grants = (401, 403, 413, 422, 429, 500, 503)
+    signed("/v1/lookup", "POST", "lookup", exchange.lookup, model=LookupRequest, statuses=with_grants,
+           summary="Look one record up", answer="the released fields with provenance, or found=false")
+    signed("/v1/lookup/batch", "POST", "batch", exchange.batch, model=BatchLookupRequest, statuses=with_grants,
+           summary="Look up to the batch bound of records up", answer="one result per key, in order")
+    signed("/v1/verify/licence", "POST", "verify_licence", exchange.verify_licence, model=LicenceCheck,
+           summary="Is licence N valid for holder H today or on date D?", answer="answer: true or false")
+    signed("/v1/verify/existence", "POST", "verify_existence", exchange.verify_existence, model=ExistenceCheck,
+           summary="Does this person or company exist and is it active?", answer="answer: true or false")
+    signed("/v1/citizen/access-log", "POST", "access_log", exchange.access_log, model=AccessLogRequest,
+           statuses=with_grants, summary="Who looked at this person's record (citizen portal only)",
+           answer="entries: when, which department, which fields, for what purpose")
+    signed("/v1/catalogue", "GET", "catalogue", exchange.catalogue, json_answer=True,
+           statuses=(401, 429, 500), summary="What exists and what this department may see",
+           answer="libraries and fields with labels and sharing classes, the caller's grants and purposes, how to apply")
+    signed("/v1/usage", "GET", "usage", exchange.usage, json_answer=True, statuses=(401, 422, 429, 500),
+           summary="This department's usage figures per purpose", answer="requests and records per purpose")
+
+    async def jwks() -> JSONResponse:
+        """The hub's public answer-signing keys, active first; old keys stay so old answers still verify."""
+        return JSONResponse(exchange.keyring.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+
+    def _ready() -> dict[str, Any]:
+        with exchange.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "snapshot_version": exchange.snapshots.get().version}
+
+    async def healthz() -> dict[str, Any]:
+        """Ready when the metadata database answers and a snapshot is published (503 otherwise)."""
+        return await run_in_threadpool(_ready)
+
+    async def ping() -> Response:
+        """Liveness only: the cheapest answer this server gives (the benchmark's ceiling)."""
+        return PlainTextResponse("pong")
+
+    async def metrics() -> Response:
+        """Prometheus metrics of this process: requests, refusals by reason, latency, audit commits."""
+        return Response(exchange.metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_api_route("/.well-known/jwks.json", jwks, methods=["GET"], summary="Hub public keys (JWKS)")
+    app.add_api_route("/healthz", healthz, methods=["GET"], summary="Readiness",
+                      responses=_error_responses((503,)))
+    app.add_api_route("/ping", ping, methods=["GET"], response_class=PlainTextResponse, summary="Liveness")
+    app.add_api_route("/metrics", metrics, methods=["GET"], response_class=PlainTextResponse,
+                      summary="Prometheus metrics")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["paths"] = {**signed_paths, **schema.get("paths", {})}
+            schema["components"] = schema.get("components", {}) | {"x-error-codes": ERROR_CODES}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    endpoints = {route.path: route.path for route in app.routes if hasattr(route, "path")}
+    app.add_middleware(RequestContext, metrics=exchange.metrics, endpoints=endpoints)
     return app

@@ -1,31 +1,44 @@
-"""The audit log: one append-only, hash-chained row per lookup; identifiers stored hashed and masked, never raw."""
+"""The audit log: append-only, hash-chained rows, one per looked-up key; identifiers stored hashed and masked, never raw.
+
+Rows are appended in groups (see :mod:`exchange_api.writer`): one transaction takes the chain lock,
+records the group's request nonces (a nonce already seen turns its request into a ``replayed_nonce``
+refusal), charges daily quotas, chains the rows after the current tip and commits. Only then are the
+group's answers released, so no answer ever leaves without its durable audit row.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import sessionmaker
 
-from exchange_api.models import AuditEntry
+from exchange_api.models import AuditEntry, Nonce, QuotaUsage
 from hub.masking import hash_id, mask_id
 
 GENESIS = "0" * 64
 SALT_FILE = "audit-salt"
-APPEND_ATTEMPTS = 8
+COMMIT_ATTEMPTS = 5
+NONCE_PURGE_SECONDS = 60.0
 
 # Outcomes: what happened, independent of what the department was told (not_allowed and not_found look alike to it).
 ANSWERED, NOT_FOUND, NOT_ALLOWED, REFUSED, ERROR = "answered", "not_found", "not_allowed", "refused", "error"
+VERIFIED = "verified"  # a yes/no verification was answered (whichever the answer)
+OUTCOMES_SEEN_BY_CITIZENS = (ANSWERED, VERIFIED)
+
+# Verdicts of the group commit on a request that was otherwise fine.
+ACCEPTED, REPLAYED, OVER_QUOTA = "accepted", "replayed", "over_quota"
 
 # The columns covered by each row's hash, in a fixed order; adding a column means adding it here.
 HASHED_COLUMNS = (
@@ -33,6 +46,9 @@ HASHED_COLUMNS = (
     "purpose", "case_number", "fields_requested", "fields_released", "outcome", "status", "code", "reason",
     "snapshot_version", "prev_hash",
 )
+# Columns added later: hashed only when set, so rows written before they existed still verify.
+OPTIONAL_HASHED_COLUMNS = ("operation",)
+STORED_COLUMNS = (*HASHED_COLUMNS, *OPTIONAL_HASHED_COLUMNS)
 
 
 def audit_salt(keys_dir: Path) -> str:
@@ -53,11 +69,21 @@ def audit_salt(keys_dir: Path) -> str:
 
 
 @dataclass
+class AuditItem:
+    """One looked-up key of a request and what became of it (a batch has one per key)."""
+
+    key: str | None
+    outcome: str
+    fields_released: tuple[str, ...] = ()
+
+
+@dataclass
 class AuditDraft:
-    """What is known about a lookup so far; filled in as the request passes each check, written once at the end."""
+    """What is known about a request so far; filled in as it passes each check, written once at the end."""
 
     request_id: str
     at: dt.datetime
+    operation: str | None = None
     department: str | None = None
     kid: str | None = None
     authenticated: bool = False
@@ -70,11 +96,26 @@ class AuditDraft:
     outcome: str | None = None
     reason: str | None = None
     snapshot_version: str | None = None
+    items: list[AuditItem] | None = None  # set by batch lookups: one row each
 
     @property
     def attributable(self) -> bool:
-        """Only lookups traceable to a department are audited; anonymous noise is not."""
+        """Only requests traceable to a department are audited; anonymous noise is not."""
         return self.department is not None
+
+
+@dataclass
+class Ticket:
+    """A request's audit draft waiting for its group commit, with what the commit must decide for it."""
+
+    draft: AuditDraft
+    status: int
+    code: str | None = None
+    nonce: tuple[str, str, dt.datetime] | None = None  # (kid, nonce, remember until): set once the signature is proven
+    units: int = 0  # records charged to the department's daily quota if the request is accepted
+    daily_quota: int | None = None
+    verdict: str = ACCEPTED
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,77 +139,328 @@ def _value(value: Any) -> Any:
 
 def row_hash(content: dict[str, Any]) -> str:
     """The hash of a row's content (which includes the previous row's hash)."""
-    canonical = json.dumps({c: _value(content[c]) for c in HASHED_COLUMNS}, sort_keys=True, ensure_ascii=False,
-                           separators=(",", ":"))
+    hashed = {c: _value(content[c]) for c in HASHED_COLUMNS}
+    for c in OPTIONAL_HASHED_COLUMNS:
+        if content.get(c) is not None:
+            hashed[c] = content[c]
+    canonical = json.dumps(hashed, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _joined(names: tuple[str, ...] | None) -> str | None:
+def _joined(names: Sequence[str] | None) -> str | None:
     return None if names is None else ",".join(names)
 
 
-class AuditLog:
-    """Appends rows to the chain and verifies it."""
+def _utc_day(at: dt.datetime) -> dt.date:
+    return at.astimezone(dt.UTC).date()
 
-    def __init__(self, sessions: sessionmaker, salt: str):
+
+def writer_engine(url: str, synchronous: str = "FULL") -> Engine:
+    """A dedicated engine for chain appends: SQLite transactions begin IMMEDIATE (write lock first) and sync fully."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    mode = synchronous.upper() if synchronous.upper() in {"OFF", "NORMAL", "FULL", "EXTRA"} else "FULL"
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={mode}")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: the indexes' hot pages stay in memory
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:  # pragma: no cover - trivial
+        # Take the write lock before reading the tip: the read and the append are one atomic step.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+_AUDIT, _NONCES, _QUOTA = AuditEntry.__tablename__, Nonce.__tablename__, QuotaUsage.__tablename__
+_COLUMNS = (*STORED_COLUMNS, "row_hash")
+
+
+class _Sql:
+    """The writer's statements and value encodings for one DB-API driver (sqlite3 or psycopg)."""
+
+    def __init__(self, sqlite: bool):
+        p = "?" if sqlite else "%s"
+        self.sqlite = sqlite
+        self.begin = "BEGIN IMMEDIATE" if sqlite else f"LOCK TABLE {_AUDIT} IN SHARE ROW EXCLUSIVE MODE"
+        ignore = ("INSERT OR IGNORE INTO", "") if sqlite else ("INSERT INTO", " ON CONFLICT DO NOTHING")
+        self.insert_nonce = f"{ignore[0]} {_NONCES} (keyid, nonce, expires_at) VALUES ({p}, {p}, {p}){ignore[1]}"
+        self.purge_nonces = f"DELETE FROM {_NONCES} WHERE expires_at < {p}"
+        self.select_quota = f"SELECT used FROM {_QUOTA} WHERE department = {p} AND day = {p}"
+        self.insert_quota = f"INSERT INTO {_QUOTA} (department, day, used) VALUES ({p}, {p}, {p})"
+        self.update_quota = f"UPDATE {_QUOTA} SET used = {p} WHERE department = {p} AND day = {p}"
+        self.tip = f"SELECT seq, row_hash FROM {_AUDIT} ORDER BY seq DESC LIMIT 1"
+        self.insert_audit = (f"INSERT INTO {_AUDIT} ({', '.join(_COLUMNS)}) "
+                             f"VALUES ({', '.join([p] * len(_COLUMNS))})")
+
+    _cache: dict[bool, _Sql] = {}
+
+    @classmethod
+    def of(cls, dbapi_connection: Any) -> _Sql:
+        sqlite = type(dbapi_connection).__module__.startswith("sqlite3")
+        if sqlite not in cls._cache:
+            cls._cache[sqlite] = cls(sqlite)
+        return cls._cache[sqlite]
+
+    def time(self, value: dt.datetime) -> Any:
+        """As models.UtcDateTime stores it: naive UTC (SQLAlchemy's SQLite text format on SQLite)."""
+        naive = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else naive
+
+    def day(self, value: dt.date) -> Any:
+        return value.isoformat() if self.sqlite else value
+
+    def audit_params(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        values = []
+        for column in _COLUMNS:
+            value = row[column]
+            if column == "at":
+                value = self.time(value)
+            elif column == "authenticated" and self.sqlite:
+                value = int(bool(value))
+            values.append(value)
+        return tuple(values)
+
+
+class GroupCommit:
+    """A group written but not yet committed; ``finish()`` makes it durable (the fsync) and releases the chain lock."""
+
+    def __init__(self, log: AuditLog, used: dict[tuple[str, dt.date], int]):
+        self.log, self.used = log, used
+
+    def finish(self) -> None:
+        log = self.log
+        try:
+            log._raw.commit()  # noqa: SLF001
+        except BaseException:
+            log._abandon()  # noqa: SLF001
+            raise
+        log._unlock()  # noqa: SLF001
+        log.quota_used.update(self.used)
+
+
+class AuditLog:
+    """Appends groups of rows to the chain, charging nonces and quotas in the same transaction; verifies the chain."""
+
+    def __init__(self, sessions: sessionmaker, salt: str, *, engine: Engine | None = None):
         self.sessions = sessions
         self.salt = salt
+        bind = sessions.kw["bind"]
+        self.engine = engine or writer_engine(str(bind.url.render_as_string(hide_password=False)))
         self._lock = threading.Lock()
+        self._raw: Any = None
+        self._purged_at = 0.0
+        lock_path = self._lock_file(bind)
+        self._file_lock = open(lock_path, "a+") if lock_path else None  # noqa: SIM115 - held for the process
+        self.quota_used: dict[tuple[str, dt.date], int] = {}  # what the last commits saw, all processes included
 
-    def content(self, draft: AuditDraft, status: int, code: str | None) -> dict[str, Any]:
-        """The stored columns of a draft, minus chain position; identifiers only hashed and masked."""
-        outcome = draft.outcome or (ERROR if status >= 500 else REFUSED)
-        return {
-            "request_id": draft.request_id,
-            "at": draft.at.astimezone(dt.UTC),
-            "department": draft.department,
-            "kid": draft.kid,
-            "authenticated": draft.authenticated,
-            "library": draft.library,
-            "key_hash": hash_id(draft.key, self.salt) if draft.key else None,
-            "key_masked": mask_id(draft.key) if draft.key else None,
-            "purpose": draft.purpose,
-            "case_number": draft.case_number,
-            "fields_requested": _joined(draft.fields_requested),
-            "fields_released": ",".join(draft.fields_released),
-            "outcome": outcome,
-            "status": status,
-            "code": code,
-            "reason": draft.reason,
-            "snapshot_version": draft.snapshot_version,
-        }
+    @staticmethod
+    def _lock_file(bind: Engine) -> Path | None:
+        # SQLite's busy handler sleeps 1, 2, 5, 10, 15 ms ... between tries; processes sharing one file
+        # instead queue on an flock, which wakes the next writer the moment the previous one commits.
+        database = bind.url.database if bind.url.get_backend_name() == "sqlite" else None
+        return Path(database + ".audit-lock") if database and database != ":memory:" else None
 
-    def append(self, draft: AuditDraft, status: int, code: str | None = None) -> AuditEntry:
-        """Append one row at the end of the chain; raises if it cannot be written (the lookup must then fail)."""
-        content = self.content(draft, status, code)
-        last_error: Exception | None = None
-        with self._lock:
-            for attempt in range(APPEND_ATTEMPTS):
-                try:
-                    return self._append_once(content)
-                except (IntegrityError, OperationalError) as exc:
-                    # Another process took this place in the chain (or held the write lock): re-read the tip.
-                    last_error = exc
-                    time.sleep(0.01 * (attempt + 1))
-        raise RuntimeError("could not append to the audit log") from last_error
+    # ----- rows -----------------------------------------------------------------------------------------
 
-    def _append_once(self, content: dict[str, Any]) -> AuditEntry:
-        with self.sessions.begin() as session:
-            tip = session.execute(
-                select(AuditEntry.seq, AuditEntry.row_hash).order_by(AuditEntry.seq.desc()).limit(1)
-            ).first()
-            seq, prev = (tip.seq + 1, tip.row_hash) if tip else (1, GENESIS)
-            row = {**content, "seq": seq, "prev_hash": prev}
-            entry = AuditEntry(**row, row_hash=row_hash(row))
-            session.add(entry)
-        return entry
+    def contents(self, ticket: Ticket) -> list[dict[str, Any]]:
+        """The stored columns of a ticket's rows, minus chain position; identifiers only hashed and masked."""
+        draft, status, code = ticket.draft, ticket.status, ticket.code
+        reason = draft.reason
+        if ticket.verdict == REPLAYED:
+            status, code, reason = 401, "replayed_nonce", "this nonce has already been used"
+        elif ticket.verdict == OVER_QUOTA:
+            status, code, reason = 429, "quota_exceeded", "the department's daily quota is used up"
+        accepted = ticket.verdict == ACCEPTED
+        items = draft.items if draft.items else [AuditItem(draft.key, draft.outcome or "", draft.fields_released)]
+        rows = []
+        for item in items:
+            outcome = (ERROR if status >= 500 else REFUSED) if status >= 400 else (item.outcome or ANSWERED)
+            rows.append({
+                "request_id": draft.request_id,
+                "at": draft.at.astimezone(dt.UTC),
+                "operation": draft.operation,
+                "department": draft.department,
+                "kid": draft.kid,
+                "authenticated": draft.authenticated,
+                "library": draft.library,
+                "key_hash": hash_id(item.key, self.salt) if item.key else None,
+                "key_masked": mask_id(item.key) if item.key else None,
+                "purpose": draft.purpose,
+                "case_number": draft.case_number,
+                "fields_requested": _joined(draft.fields_requested),
+                "fields_released": ",".join(item.fields_released) if accepted and status < 400 else "",
+                "outcome": outcome,
+                "status": status,
+                "code": code,
+                "reason": reason,
+                "snapshot_version": draft.snapshot_version,
+            })
+        return rows
+
+    def append(self, draft: AuditDraft, status: int, code: str | None = None) -> None:
+        """Append one request's rows now, in the caller's thread; raises if they cannot be written."""
+        self.commit([Ticket(draft, status, code)])
+
+    # ----- the group commit -----------------------------------------------------------------------------
+
+    def commit(self, tickets: Sequence[Ticket]) -> None:
+        """Decide each ticket's verdict (nonce, quota) and append all their rows in one transaction; raises on failure."""
+        last: Exception | None = None
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                self.begin_group(tickets).finish()
+                return
+            except Exception as exc:  # noqa: BLE001 - DB-API errors of either driver; retried, then raised
+                # A writer that does not take the chain lock took our place, or the database was locked too long.
+                last = exc
+                time.sleep(0.005 * (attempt + 1))
+        raise RuntimeError("could not append to the audit log") from last
+
+    def lock(self, *, wait: bool = True) -> bool:
+        """Take the chain lock of this process and, on SQLite, of every process; False if ``wait`` is off and it is held."""
+        if not self._lock.acquire(blocking=wait):
+            return False
+        if self._file_lock is not None:
+            try:
+                fcntl.flock(self._file_lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                self._lock.release()
+                return False
+        return True
+
+    def begin_group(self, tickets: Sequence[Ticket], *, locked: bool = False) -> GroupCommit:
+        """Take the chain lock (unless ``locked``) and write the group's nonces, quota counts and chained rows.
+
+        Nothing is committed yet: the caller must call ``finish()`` on the result (from any thread), which
+        commits and releases the lock. If writing fails, the lock is released and the error raised.
+        """
+        if not locked:
+            self.lock()
+        for ticket in tickets:
+            ticket.verdict = ACCEPTED
+        try:
+            raw = self._connection()
+            cur = raw.cursor()
+            try:
+                used = self._write_group(raw, cur, tickets)
+            finally:
+                cur.close()
+        except BaseException:
+            self._abandon()
+            raise
+        return GroupCommit(self, used)
+
+    def _abandon(self) -> None:
+        raw = self._raw
+        try:
+            if raw is not None:
+                raw.rollback()
+        except Exception:  # noqa: BLE001 - the connection is dropped below anyway
+            pass
+        finally:
+            self._drop_connection()  # a broken connection is not reused
+            self._unlock()
+
+    def unlock(self) -> None:
+        """Release the chain lock taken with ``lock()`` without writing anything."""
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._file_lock is not None:
+            fcntl.flock(self._file_lock, fcntl.LOCK_UN)
+        self._lock.release()
+
+    def _write_group(self, raw: Any, cur: Any, tickets: Sequence[Ticket]) -> dict[tuple[str, dt.date], int]:
+        # Plain DB-API on one dedicated connection: building SQLAlchemy statements would cost more than the commit.
+        sql = _Sql.of(raw.dbapi_connection)
+        cur.execute(sql.begin)  # SQLite: BEGIN IMMEDIATE; PostgreSQL: LOCK TABLE (self-conflicting)
+        self._record_nonces(cur, sql, tickets)
+        used = self._charge_quotas(cur, sql, tickets)
+        cur.execute(sql.tip)
+        tip = cur.fetchone()
+        seq, prev = (tip[0], tip[1]) if tip else (0, GENESIS)
+        rows = []
+        for ticket in tickets:
+            for content in self.contents(ticket):
+                seq += 1
+                row = {**content, "seq": seq, "prev_hash": prev}
+                prev = row["row_hash"] = row_hash(row)
+                rows.append(sql.audit_params(row))
+        if rows:
+            cur.executemany(sql.insert_audit, rows)
+        if time.monotonic() - self._purged_at > NONCE_PURGE_SECONDS:
+            self._purged_at = time.monotonic()
+            cur.execute(sql.purge_nonces, (sql.time(dt.datetime.now(dt.UTC)),))
+        return used
+
+    def _connection(self) -> Any:
+        # One connection held by the appender (commits are serialised by self._lock): no pool round trip each time.
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+        return self._raw
+
+    def _drop_connection(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            try:
+                raw.invalidate()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+
+    def _record_nonces(self, cur: Any, sql: _Sql, tickets: Sequence[Ticket]) -> None:
+        seen: set[tuple[str, str]] = set()
+        for ticket in tickets:
+            if ticket.nonce is None:
+                continue
+            kid, nonce, expires = ticket.nonce
+            if (kid, nonce) in seen:
+                ticket.verdict = REPLAYED  # the same nonce twice in one group: the first one wins
+                continue
+            seen.add((kid, nonce))
+            # The unique (keyid, nonce) constraint decides: a row not inserted is a nonce already used.
+            cur.execute(sql.insert_nonce, (kid, nonce, sql.time(expires)))
+            if cur.rowcount != 1:
+                ticket.verdict = REPLAYED
+
+    def _charge_quotas(self, cur: Any, sql: _Sql, tickets: Sequence[Ticket]) -> dict[tuple[str, dt.date], int]:
+        charged: dict[tuple[str, dt.date], list[Ticket]] = {}
+        for ticket in tickets:
+            if ticket.units > 0 and ticket.verdict == ACCEPTED and ticket.draft.department:
+                charged.setdefault((ticket.draft.department, _utc_day(ticket.draft.at)), []).append(ticket)
+        used_now: dict[tuple[str, dt.date], int] = {}
+        for (department, day), group in charged.items():
+            cur.execute(sql.select_quota, (department, sql.day(day)))
+            found = cur.fetchone()
+            used = current = found[0] if found else 0
+            for ticket in group:
+                quota = ticket.daily_quota
+                if quota is not None and used + ticket.units > quota:
+                    ticket.verdict = OVER_QUOTA
+                else:
+                    used += ticket.units
+            if found is None:
+                cur.execute(sql.insert_quota, (department, sql.day(day), used))
+            elif used != current:
+                cur.execute(sql.update_quota, (used, department, sql.day(day)))
+            used_now[(department, day)] = used
+        return used_now
+
+    # ----- reading ------------------------------------------------------------------------------------------
 
     def verify(self) -> ChainReport:
         """Walk the chain from the start; the first row whose link or content does not check out is reported."""
         prev, expected_seq, rows = GENESIS, 1, 0
         with self.sessions() as session:
-            for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(500):
-                content = {c: getattr(entry, c) for c in HASHED_COLUMNS}
+            for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000):
+                content = {c: getattr(entry, c) for c in STORED_COLUMNS}
                 if entry.seq != expected_seq:
                     return ChainReport(rows, entry.seq, f"row {expected_seq} is missing")
                 if entry.prev_hash != prev:
@@ -177,3 +469,37 @@ class AuditLog:
                     return ChainReport(rows, entry.seq, "content does not match its hash")
                 prev, expected_seq, rows = entry.row_hash, expected_seq + 1, rows + 1
         return ChainReport(rows)
+
+    def access_log(self, key: str, *, since: dt.datetime | None = None, limit: int = 1000) -> list[AuditEntry]:
+        """Who was given something about the person or entity ``key`` (normalised), newest first."""
+        query = (select(AuditEntry)
+                 .where(AuditEntry.key_hash == hash_id(key, self.salt), AuditEntry.authenticated.is_(True),
+                        AuditEntry.outcome.in_(OUTCOMES_SEEN_BY_CITIZENS))
+                 .order_by(AuditEntry.seq.desc()).limit(limit))
+        if since is not None:
+            query = query.where(AuditEntry.at >= since)
+        with self.sessions() as session:
+            return list(session.scalars(query))
+
+    def usage(self, *, department: str | None = None, since: dt.datetime | None = None,
+              until: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Requests per department and purpose: records released (paper proofs replaced), verifications, refusals."""
+        e = AuditEntry
+        counted = lambda outcome: func.sum(func.cast(e.outcome == outcome, e.status.type))  # noqa: E731
+        query = (select(e.department, e.purpose, func.count(func.distinct(e.request_id)).label("requests"),
+                        counted(ANSWERED).label("records_released"), counted(VERIFIED).label("verifications"),
+                        counted(NOT_FOUND).label("not_found"), counted(NOT_ALLOWED).label("nothing_releasable"),
+                        counted(REFUSED).label("refused"))
+                 .where(e.department.is_not(None))
+                 .group_by(e.department, e.purpose).order_by(e.department, e.purpose))
+        if department is not None:
+            query = query.where(e.department == department)
+        if since is not None:
+            query = query.where(e.at >= since)
+        if until is not None:
+            query = query.where(e.at < until)
+        with self.sessions() as session:
+            return [dict(row._mapping) | {k: int(row._mapping[k] or 0) for k in (
+                "records_released", "verifications", "not_found", "nothing_releasable", "refused")}
+                    for row in session.execute(query)]
+

@@ -1,4 +1,4 @@
-"""A small client for departments: signs lookups (RFC 9421 + Content-Digest) and verifies the hub's JWS answers.
+"""A small client for departments: signs requests (RFC 9421 + Content-Digest) and verifies the hub's JWS answers.
 
 ::
 
@@ -6,6 +6,7 @@
     with HubClient("https://hub.example", kid, private_key) as hub:
         answer = hub.lookup("population", "11010519491231002X", purpose="social_assistance", case_number="2024-17")
         answer.record["gender"]["value"]
+        hub.verify_licence("JY13101010000001", "91310000MA1FL8XQ3A", "food_inspection", "2024-18").answer  # True/False
 """
 
 from __future__ import annotations
@@ -33,9 +34,16 @@ from exchange_api.jose import JWS_ALG, REGISTRY
 from hub.errors import HubError
 
 LOOKUP_PATH = "/v1/lookup"
+BATCH_PATH = "/v1/lookup/batch"
+VERIFY_LICENCE_PATH = "/v1/verify/licence"
+VERIFY_EXISTENCE_PATH = "/v1/verify/existence"
+ACCESS_LOG_PATH = "/v1/citizen/access-log"
+CATALOGUE_PATH = "/v1/catalogue"
+USAGE_PATH = "/v1/usage"
 JWKS_PATH = "/.well-known/jwks.json"
 SIGNATURE_LABEL = "hub"
 COVERED_COMPONENTS = ("@method", "@target-uri", "content-type", "content-digest")
+COVERED_WITHOUT_BODY = ("@method", "@target-uri", "content-digest")  # GET: the digest of the empty body
 JWKS_TTL_SECONDS = 300.0
 
 
@@ -55,16 +63,52 @@ class AnswerNotTrusted(HubError):
 class VerifiedAnswer:
     """A hub answer whose signature has been verified against the hub's published keys."""
 
-    request_id: str
-    snapshot_version: str | None
-    issued_at: str
-    library: str
-    found: bool
-    record: dict[str, dict[str, Any]]
-    department: str | None
-    nonce: str | None
+    payload: dict[str, Any]
     kid: str
     token: str  # the compact JWS itself, to keep as evidence
+
+    @property
+    def request_id(self) -> str:
+        return self.payload["request_id"]
+
+    @property
+    def snapshot_version(self) -> str | None:
+        return self.payload.get("snapshot_version")
+
+    @property
+    def issued_at(self) -> str:
+        return self.payload["issued_at"]
+
+    @property
+    def department(self) -> str | None:
+        return self.payload.get("department")
+
+    @property
+    def nonce(self) -> str | None:
+        return self.payload.get("nonce")
+
+    @property
+    def library(self) -> str | None:
+        return self.payload.get("library")
+
+    @property
+    def found(self) -> bool:
+        """A lookup: whether fields were released (False for no such record and for nothing releasable alike)."""
+        return bool(self.payload.get("found"))
+
+    @property
+    def record(self) -> dict[str, dict[str, Any]]:
+        return self.payload.get("record") or {}
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """A batch: one {key, found, record} per key, in request order."""
+        return self.payload.get("results") or []
+
+    @property
+    def answer(self) -> bool | None:
+        """A verification: the yes/no answer."""
+        return self.payload.get("answer")
 
     def value(self, field: str) -> Any:
         """The value of one released field (KeyError if it was not released)."""
@@ -159,21 +203,9 @@ def verify_answer(
         raise AnswerNotTrusted("the answer belongs to another request")
     if expected_department is not None and payload.get("department") != expected_department:
         raise AnswerNotTrusted("the answer was issued to another department")
-    try:
-        return VerifiedAnswer(
-            request_id=payload["request_id"],
-            snapshot_version=payload.get("snapshot_version"),
-            issued_at=payload["issued_at"],
-            library=payload["library"],
-            found=bool(payload["found"]),
-            record=payload.get("record") or {},
-            department=payload.get("department"),
-            nonce=payload.get("nonce"),
-            kid=kid,
-            token=token,
-        )
-    except (KeyError, TypeError):
-        raise AnswerNotTrusted("the answer's payload is not a hub answer") from None
+    if not isinstance(payload.get("request_id"), str) or not isinstance(payload.get("issued_at"), str):
+        raise AnswerNotTrusted("the answer's payload is not a hub answer")
+    return VerifiedAnswer(payload=payload, kid=kid, token=token)
 
 
 class HubClient:
@@ -214,20 +246,11 @@ class HubClient:
                 self._jwks, self._jwks_at = response.json(), time.monotonic()
             return self._jwks
 
-    def lookup(
-        self,
-        library: str,
-        key: str,
-        purpose: str,
-        case_number: str,
-        fields: Sequence[str] | None = None,
-    ) -> VerifiedAnswer:
-        """Look a record up; HubRequestError if refused, AnswerNotTrusted if the answer does not verify."""
-        body: dict[str, Any] = {"library": library, "key": key, "purpose": purpose, "case_number": case_number}
-        if fields is not None:
-            body["fields"] = list(fields)
+    def post(self, path: str, body: dict[str, Any]) -> VerifiedAnswer:
+        """POST a signed JSON body and verify the signed answer; HubRequestError if refused."""
         request = self._http.build_request(
-            "POST", LOOKUP_PATH, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            "POST", path, content=json.dumps(body, ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json"},
         )
         nonce = secrets.token_urlsafe(24)
         sign_request(request, self.kid, self.private_key, nonce=nonce)
@@ -235,6 +258,75 @@ class HubClient:
         if response.status_code != 200:
             raise _refusal(response)
         return self.verify(response.text, expected_nonce=nonce)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """A signed GET (the digest covers the empty body); the JSON it returns."""
+        request = self._http.build_request("GET", path, params=params)
+        sign_request(request, self.kid, self.private_key, covered=COVERED_WITHOUT_BODY)
+        response = self._http.send(request)
+        if response.status_code != 200:
+            raise _refusal(response)
+        return response.json()
+
+    def lookup(
+        self,
+        library: str,
+        key: str,
+        purpose: str,
+        case_number: str,
+        fields: Sequence[str] | None = None,
+        as_of: str | dt.date | None = None,
+    ) -> VerifiedAnswer:
+        """Look a record up; HubRequestError if refused, AnswerNotTrusted if the answer does not verify."""
+        body: dict[str, Any] = {"library": library, "key": key, "purpose": purpose, "case_number": case_number}
+        if fields is not None:
+            body["fields"] = list(fields)
+        if as_of is not None:
+            body["as_of"] = str(as_of)
+        return self.post(LOOKUP_PATH, body)
+
+    def lookup_batch(self, library: str, keys: Sequence[str], purpose: str, case_number: str,
+                     fields: Sequence[str] | None = None, as_of: str | dt.date | None = None) -> VerifiedAnswer:
+        """Look many keys of one library up in one signed request; ``.results`` is in the order of ``keys``."""
+        body: dict[str, Any] = {"library": library, "keys": list(keys), "purpose": purpose, "case_number": case_number}
+        if fields is not None:
+            body["fields"] = list(fields)
+        if as_of is not None:
+            body["as_of"] = str(as_of)
+        return self.post(BATCH_PATH, body)
+
+    def verify_licence(self, licence_number: str, holder_id: str, purpose: str, case_number: str,
+                       on: str | dt.date | None = None) -> VerifiedAnswer:
+        """Is the licence valid for this holder today (or on ``on``)? ``.answer`` is True or False."""
+        body: dict[str, Any] = {"licence_number": licence_number, "holder_id": holder_id, "purpose": purpose,
+                                "case_number": case_number}
+        if on is not None:
+            body["on"] = str(on)
+        return self.post(VERIFY_LICENCE_PATH, body)
+
+    def verify_existence(self, library: str, key: str, purpose: str, case_number: str,
+                         on: str | dt.date | None = None) -> VerifiedAnswer:
+        """Does this person (population) or company (legal_person) exist and is it active? ``.answer``."""
+        body: dict[str, Any] = {"library": library, "key": key, "purpose": purpose, "case_number": case_number}
+        if on is not None:
+            body["on"] = str(on)
+        return self.post(VERIFY_EXISTENCE_PATH, body)
+
+    def access_log(self, id_number: str, purpose: str, case_number: str,
+                   since: str | dt.date | None = None) -> VerifiedAnswer:
+        """(Citizen portal only) who looked at this person's record; ``.payload["entries"]``."""
+        body: dict[str, Any] = {"id_number": id_number, "purpose": purpose, "case_number": case_number}
+        if since is not None:
+            body["since"] = str(since)
+        return self.post(ACCESS_LOG_PATH, body)
+
+    def catalogue(self) -> dict[str, Any]:
+        """The libraries, fields, sharing classes, this department's grants and how to apply for more."""
+        return self.get(CATALOGUE_PATH)
+
+    def usage(self, since: str | dt.date | None = None) -> dict[str, Any]:
+        """This department's usage figures per purpose."""
+        return self.get(USAGE_PATH, {"since": str(since)} if since else None)
 
     def verify(self, token: str, *, expected_nonce: str | None = None) -> VerifiedAnswer:
         """Verify an answer with the cached JWKS, refetching once if it names a key not seen yet (a rotation)."""

@@ -25,6 +25,13 @@ class InvalidRequest(ApiError):
     code = "invalid_request"
 
 
+class AsOfUnavailable(ApiError):
+    """422: the snapshot keeps no history to answer "as of" a date."""
+
+    status = 422
+    code = "as_of_unavailable"
+
+
 class ServiceUnavailable(ApiError):
     """503: the hub cannot answer yet (no published snapshot)."""
 
@@ -36,19 +43,21 @@ def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def error_response(status: int, code: str, message: str, request_id: str | None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, request_id: str | None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     """The one error body."""
-    headers = {"X-Request-ID": request_id} if request_id else None
+    all_headers = {"X-Request-ID": request_id} if request_id else {}
+    all_headers.update(headers or {})
     return JSONResponse(
-        {"error": {"code": code, "message": message, "request_id": request_id}}, status_code=status, headers=headers
+        {"error": {"code": code, "message": message, "request_id": request_id}}, status_code=status,
+        headers=all_headers or None,
     )
 
 
-def _respond(request: Request, status: int, code: str, message: str) -> JSONResponse:
-    # The audit trail reads the code from here: error bodies are streamed, not parsed back.
+def _respond(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    # The metrics read the code from here: error bodies are streamed, not parsed back.
     request.state.error_code = code
-    request.state.error_message = message
-    return error_response(status, code, message, request_id_of(request))
+    return error_response(status, code, message, request_id_of(request), headers)
 
 
 def describe_validation_errors(errors: list[Any], known_names: set[str] | None = None) -> str:
@@ -68,12 +77,18 @@ def describe_validation_errors(errors: list[Any], known_names: set[str] | None =
     return "; ".join(parts) or "invalid request"
 
 
+def retry_headers(exc: Exception) -> dict[str, str] | None:
+    """``Retry-After`` for 429s that know how long to wait."""
+    retry_after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after else None
+
+
 def install_error_handlers(app: FastAPI, known_names: set[str] | None = None) -> None:
     """Route every exception the app can meet to the one error body."""
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _respond(request, exc.status, exc.code, str(exc))
+        return _respond(request, exc.status, exc.code, str(exc), retry_headers(exc))
 
     async def invalid_identifier(request: Request, exc: Exception) -> JSONResponse:
         # InvalidIdentifier names the failing part (length, check digit, ...) and never the value.

@@ -54,6 +54,7 @@ class HubKeyring:
         self.dir = Path(keys_dir) / SUBDIR
         self._lock = threading.Lock()
         self._cache: dict[str, HubKey] = {}
+        self._active: tuple[tuple[int, int], HubKey] | None = None
 
     def _write_key(self) -> HubKey:
         private_key = Ed25519PrivateKey.generate()
@@ -99,6 +100,15 @@ class HubKeyring:
 
     def active(self) -> HubKey:
         """The key that signs new answers, created on first use."""
+        # ACTIVE is replaced by rename on rotation (by any process): re-read it only when its inode changes.
+        try:
+            st = os.stat(self.dir / ACTIVE)
+            stamp = (st.st_ino, st.st_mtime_ns)
+            cached = self._active
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        except FileNotFoundError:
+            stamp = None
         with self._lock:
             try:
                 kid = (self.dir / ACTIVE).read_text().strip()
@@ -108,7 +118,10 @@ class HubKeyring:
                     # Another process created the first key meanwhile: use theirs, drop ours unpublished.
                     (self.dir / f"{key.kid}.pem").unlink(missing_ok=True)
                 kid = (self.dir / ACTIVE).read_text().strip()
-            return self._load(kid)
+            key = self._load(kid)
+            if stamp is not None:
+                self._active = (stamp, key)
+            return key
 
     def rotate(self) -> HubKey:
         """Make a new key active; older keys stay in the JWKS so answers they signed still verify."""

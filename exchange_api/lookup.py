@@ -1,7 +1,8 @@
-"""The lookup request as departments send it, and the normalisation of its key."""
+"""The request bodies departments send, and the normalisation of their keys."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,23 +14,13 @@ from schemas import LIBRARIES, library
 PURPOSE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
-class LookupRequest(BaseModel):
-    """``POST /v1/lookup`` body. The key travels here, never in the URL."""
+class Purposed(BaseModel):
+    """What every data request states: why (a purpose code a grant can name) and for which case."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    library: str = Field(description="population, legal_person or licence")
-    key: str = Field(min_length=1, max_length=64, description="ID number, credit code or licence number")
     purpose: str = Field(min_length=1, max_length=64, description="purpose code the grant was approved for")
     case_number: str = Field(min_length=1, max_length=128, description="the department's case or file number")
-    fields: list[str] | None = Field(default=None, max_length=100, description="fields wanted; omitted = all allowed")
-
-    @field_validator("library")
-    @classmethod
-    def _known_library(cls, value: str) -> str:
-        if value not in LIBRARIES:
-            raise ValueError(f"library must be one of {', '.join(LIBRARIES)}")
-        return value
 
     @field_validator("purpose")
     @classmethod
@@ -37,6 +28,72 @@ class LookupRequest(BaseModel):
         if not PURPOSE_PATTERN.match(value):
             raise ValueError("purpose must be a code of letters, digits and _ . : -")
         return value
+
+
+def _known_library(value: str) -> str:
+    if value not in LIBRARIES:
+        raise ValueError(f"library must be one of {', '.join(LIBRARIES)}")
+    return value
+
+
+class LookupRequest(Purposed):
+    """``POST /v1/lookup`` body. The key travels here, never in the URL."""
+
+    library: str = Field(description="population, legal_person or licence")
+    key: str = Field(min_length=1, max_length=64, description="ID number, credit code or licence number")
+    fields: list[str] | None = Field(default=None, max_length=100, description="fields wanted; omitted = all allowed")
+    as_of: dt.date | dt.datetime | None = Field(
+        default=None, description="answer with the record as it was then (date = end of that day, hub time)")
+
+    _library = field_validator("library")(_known_library)
+
+
+class BatchLookupRequest(Purposed):
+    """``POST /v1/lookup/batch`` body: many keys of one library, one purpose and case, one signed answer."""
+
+    library: str = Field(description="population, legal_person or licence")
+    keys: list[str] = Field(min_length=1, description="keys to look up, in order (at most the hub's batch bound)")
+    fields: list[str] | None = Field(default=None, max_length=100, description="fields wanted; omitted = all allowed")
+    as_of: dt.date | dt.datetime | None = Field(default=None, description="as in a single lookup")
+
+    _library = field_validator("library")(_known_library)
+
+    @field_validator("keys")
+    @classmethod
+    def _key_lengths(cls, value: list[str]) -> list[str]:
+        if any(not 1 <= len(k) <= 64 for k in value):
+            raise ValueError("every key must be 1-64 characters")
+        return value
+
+
+class LicenceCheck(Purposed):
+    """``POST /v1/verify/licence``: is licence N valid for holder H today (or on date D)? Answered yes or no."""
+
+    licence_number: str = Field(min_length=1, max_length=64)
+    holder_id: str = Field(min_length=1, max_length=64, description="the holder's ID number or credit code")
+    on: dt.date | None = Field(default=None, description="the day asked about; default today (hub time)")
+
+
+class ExistenceCheck(Purposed):
+    """``POST /v1/verify/existence``: does this person or company exist and is it active? Answered yes or no."""
+
+    library: str = Field(description="population or legal_person")
+    key: str = Field(min_length=1, max_length=64, description="ID number or credit code")
+    on: dt.date | None = Field(default=None, description="the day asked about; default today (hub time)")
+
+    @field_validator("library")
+    @classmethod
+    def _entity_library(cls, value: str) -> str:
+        if value not in ("population", "legal_person"):
+            raise ValueError("library must be population or legal_person")
+        return value
+
+
+class AccessLogRequest(Purposed):
+    """``POST /v1/citizen/access-log`` (citizen portal only): who looked at this person's record."""
+
+    id_number: str = Field(min_length=1, max_length=64)
+    since: dt.date | None = Field(default=None, description="only accesses on or after this day")
 
 
 def normalise_key(library_name: str, key: str) -> str:

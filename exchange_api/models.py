@@ -7,8 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    inspect,
 )
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -111,7 +114,8 @@ class AuditEntry(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     request_id: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    department: Mapped[str | None] = mapped_column(String(64), index=True)
+    department: Mapped[str | None] = mapped_column(String(64))
+    operation: Mapped[str | None] = mapped_column(String(32))  # lookup, batch, verify_licence, ...; None on old rows
     kid: Mapped[str | None] = mapped_column(String(128))
     authenticated: Mapped[bool] = mapped_column(Boolean)
     library: Mapped[str | None] = mapped_column(String(64))
@@ -127,15 +131,51 @@ class AuditEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     snapshot_version: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
-    row_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Few indexes on purpose: each one is a random B-tree insert per row on the hot path. The chain is checked
+    # by walking it in seq order; usage figures scan; a person's accesses are found by key_hash.
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class DepartmentLimits(Base):
+    """A department's own rate limit and daily quota; absent or null columns take the ``HUB_API_*`` defaults."""
+
+    __tablename__ = "exchange_department_limits"
+    department: Mapped[str] = mapped_column(ForeignKey("exchange_departments.code"), primary_key=True)
+    rate_per_second: Mapped[float | None] = mapped_column(Float)
+    burst: Mapped[int | None] = mapped_column(Integer)
+    daily_quota: Mapped[int | None] = mapped_column(Integer)
+
+
+class QuotaUsage(Base):
+    """Records released to a department on one UTC day, counted by the audit writer of every process."""
+
+    __tablename__ = "exchange_quota_usage"
+    department: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added after a table first shipped; ``create_all`` only creates missing tables."""
+    columns = {c["name"] for c in inspect(engine).get_columns(AuditEntry.__tablename__)}
+    if "operation" not in columns:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {AuditEntry.__tablename__} ADD COLUMN operation VARCHAR(32)")
+
+
+_prepared: set[str] = set()
 
 
 def exchange_engine(settings: Settings) -> Engine:
     """The metadata engine of ``settings``, with the tables created."""
     if settings.metadata_url is None:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    engine = engine_for(settings.metadata_database_url)
-    Base.metadata.create_all(engine)
+    url = settings.metadata_database_url
+    engine = engine_for(url)
+    if url not in _prepared or not inspect(engine).has_table(AuditEntry.__tablename__):
+        Base.metadata.create_all(engine)
+        _add_missing_columns(engine)
+        _prepared.add(url)
     return engine
 
 

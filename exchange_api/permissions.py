@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 from exchange_api.models import Grant
-from schemas import Field, Library, Sharing
+from schemas import LIBRARIES, Field, Library, Sharing
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ def decide_field(field: Field, grants: Sequence[Grant]) -> FieldDecision:
     return FieldDecision(field.name, False, "unknown sharing class: denied by default")
 
 
+@functools.lru_cache(maxsize=4096)
+def _decide_cached(library_name: str, department: str, purpose: str, grants: tuple[Any, ...],
+                   requested: tuple[str, ...] | None) -> AccessDecision:
+    return _decide(LIBRARIES[library_name], department, purpose, grants, requested)
+
+
 def decide(
     lib: Library,
     department: str,
@@ -90,8 +98,23 @@ def decide(
     """Decide every requested field (or every lookup field when none are named).
 
     ``grants`` must already be the live grants of (department, library, purpose); any other grant
-    passed in is ignored, so a caller's mistake can only deny, never widen.
+    passed in is ignored, so a caller's mistake can only deny, never widen. Decisions are pure, so
+    the same question with the same (frozen) grants is answered from a small cache.
     """
+    key_requested = tuple(requested) if requested is not None else None
+    if LIBRARIES.get(lib.name) is lib and all(type(g).__name__ == "GrantInfo" for g in grants):
+        # GrantInfo is frozen: equal grants mean an equal decision (ORM rows could change under us: not cached).
+        return _decide_cached(lib.name, department, purpose, tuple(grants), key_requested)
+    return _decide(lib, department, purpose, grants, key_requested)
+
+
+def _decide(
+    lib: Library,
+    department: str,
+    purpose: str,
+    grants: Sequence[Grant],
+    requested: Sequence[str] | None = None,
+) -> AccessDecision:
     relevant = [g for g in grants if g.department == department and g.library == lib.name and g.purpose == purpose]
     by_name = {f.name: f for f in data_fields(lib)}
     names = list(dict.fromkeys(requested)) if requested is not None else list(by_name)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -12,7 +15,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from exchange_api.models import Department, DepartmentKey, Grant, utcnow
+from exchange_api.models import Department, DepartmentKey, DepartmentLimits, Grant, utcnow
 from hub.errors import HubError
 from schemas import Sharing, library
 
@@ -191,3 +194,183 @@ def live_grants(session: Session, department: str, library_name: str, purpose: s
         )
     )
     return list(rows)
+
+
+def revoke_grant(session: Session, grant_id: int, at: dt.datetime | None = None) -> Grant:
+    """Revoke a grant: its fields are withheld from ``at`` (default now) on."""
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        raise RegistryError(f"no grant {grant_id}")
+    grant.revoked_at = at or utcnow()
+    session.flush()
+    return grant
+
+
+def set_limits(session: Session, department: str, *, rate_per_second: float | None = None, burst: int | None = None,
+               daily_quota: int | None = None) -> DepartmentLimits:
+    """Set a department's own rate limit and daily quota (None keeps the default)."""
+    problems = []
+    if session.get(Department, department) is None:
+        problems.append(f"department {department!r} is not registered")
+    if rate_per_second is not None and rate_per_second <= 0:
+        problems.append("rate must be positive")
+    if burst is not None and burst < 1:
+        problems.append("burst must be at least 1")
+    if daily_quota is not None and daily_quota < 0:
+        problems.append("daily quota must not be negative")
+    if problems:
+        raise RegistryError(problems)
+    row = session.get(DepartmentLimits, department) or DepartmentLimits(department=department)
+    row.rate_per_second, row.burst, row.daily_quota = rate_per_second, burst, daily_quota
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A department key as the request path needs it: the parsed public key and its validity, detached from the session."""
+
+    kid: str
+    department: str
+    public_key: Ed25519PublicKey
+    not_before: dt.datetime
+    not_after: dt.datetime | None
+    retired_at: dt.datetime | None
+    department_active: bool
+
+    def status(self, now: dt.datetime) -> KeyStatus:
+        """Whether the key may sign a request at ``now``."""
+        if not self.department_active:
+            return KeyStatus(False, "department not registered or inactive")
+        if self.retired_at is not None and self.retired_at <= now:
+            return KeyStatus(False, "key retired")
+        if self.not_before > now:
+            return KeyStatus(False, "key not yet valid")
+        if self.not_after is not None and self.not_after <= now:
+            return KeyStatus(False, "key expired")
+        return KeyStatus(True, "key valid")
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    """A grant as decisions need it, detached from the session."""
+
+    id: int
+    department: str
+    library: str
+    fields: str
+    purpose: str
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(name for name in self.fields.split(",") if name)
+
+    def live(self, now: dt.datetime) -> bool:
+        return self.expires_at > now and (self.revoked_at is None or self.revoked_at > now)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A department's rate limit (per API process) and daily quota (across processes)."""
+
+    rate_per_second: float
+    burst: int
+    daily_quota: int
+
+
+class RegistryCache:
+    """Keys, grants, limits and names read through a short-lived cache, so a request costs no registry query.
+
+    Changes made by any process (a new key, a retirement, a grant, a revocation) apply everywhere within
+    ``ttl`` seconds; validity times (not_before, not_after, expiry, a retirement dated ahead) apply exactly,
+    since they are compared with the clock at each request. Unknown key ids are not cached, so a new key
+    works at once.
+    """
+
+    def __init__(self, sessions: Any, ttl: float, default_limits: Limits):
+        self.sessions = sessions
+        self.ttl = ttl
+        self.default_limits = default_limits
+        self._entries: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, key: tuple[str, ...], load: Any, *, keep_none: bool = True) -> Any:
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        value = load()
+        if self.ttl > 0 and (keep_none or value is not None):
+            with self._lock:
+                if len(self._entries) > 100_000:  # bounded: a flood of distinct names cannot grow it forever
+                    self._entries.clear()
+                self._entries[key] = (now, value)
+        return value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def key(self, kid: str) -> KeyInfo | None:
+        """The key ``kid`` with its department's state; None if never registered."""
+
+        def load() -> KeyInfo | None:
+            with self.sessions() as session:
+                found = find_key(session, kid)
+                if found is None:
+                    return None
+                row, department = found
+                return KeyInfo(row.kid, row.department, load_public_key(row.public_key_pem), row.not_before,
+                               row.not_after, row.retired_at, department is not None and department.active)
+
+        return self._cached(("key", kid), load, keep_none=False)
+
+    def grants(self, department: str, library_name: str, purpose: str, now: dt.datetime) -> list[GrantInfo]:
+        """The grants in force for (department, library, purpose) at ``now``."""
+
+        def load() -> tuple[GrantInfo, ...]:
+            with self.sessions() as session:
+                rows = session.scalars(select(Grant).where(
+                    Grant.department == department, Grant.library == library_name, Grant.purpose == purpose))
+                return tuple(GrantInfo(g.id, g.department, g.library, g.fields, g.purpose, g.expires_at, g.revoked_at)
+                             for g in rows)
+
+        return [g for g in self._cached(("grants", department, library_name, purpose), load) if g.live(now)]
+
+    def all_grants(self, department: str, now: dt.datetime) -> list[GrantInfo]:
+        """Every grant in force for a department (for its catalogue)."""
+
+        def load() -> tuple[GrantInfo, ...]:
+            with self.sessions() as session:
+                rows = session.scalars(select(Grant).where(Grant.department == department).order_by(Grant.id))
+                return tuple(GrantInfo(g.id, g.department, g.library, g.fields, g.purpose, g.expires_at, g.revoked_at)
+                             for g in rows)
+
+        return [g for g in self._cached(("all_grants", department), load) if g.live(now)]
+
+    def limits(self, department: str) -> Limits:
+        """The department's limits, its own where set, the defaults otherwise."""
+
+        def load() -> Limits:
+            with self.sessions() as session:
+                row = session.get(DepartmentLimits, department)
+            d = self.default_limits
+            if row is None:
+                return d
+            return Limits(row.rate_per_second if row.rate_per_second is not None else d.rate_per_second,
+                          row.burst if row.burst is not None else d.burst,
+                          row.daily_quota if row.daily_quota is not None else d.daily_quota)
+
+        return self._cached(("limits", department), load)
+
+    def department_names(self) -> dict[str, str]:
+        """Department code -> display name, for answers that show who looked."""
+
+        def load() -> dict[str, str]:
+            with self.sessions() as session:
+                return {d.code: d.name for d in session.scalars(select(Department))}
+
+        return self._cached(("department_names",), load)

@@ -3,106 +3,449 @@
 Layout under ``snapshots_dir``::
 
     v000003/              one complete snapshot
-        population.parquet  legal_person.parquet  licence.parquet
-        hub.duckdb        the same tables, ready for point lookups
+        population.parquet  legal_person.parquet  licence.parquet     sorted by key
+        hub.duckdb        the same tables, for analysts' SQL
         manifest.json     version, created_at, row counts and checksums, runs it came from
+        conflicts.parquet            optional: the warehouse's conflict register
+        provenance.parquet           optional: per-field source department and update time
+        <library>_history.parquet    optional: the library's columns + valid_from, valid_to
+        serving/          built by the read side at first open (never by the pipeline), see below
     CURRENT               the name of the serving snapshot; replaced by atomic rename
+
+Point lookups do not query DuckDB: at first open each table is rewritten once as an uncompressed
+Arrow IPC file plus a sorted, fixed-width key array (``.keys.npy``), both memory-mapped. A lookup
+is a binary search over the key array and a read of one row's columns: microseconds, no locks,
+and the operating system's page cache is shared by every process serving the same snapshot.
+
+Optional files and their columns (absent files mean "nothing recorded")::
+
+    conflicts.parquet    library, key, field, golden_value, rule, values
+                         (values: JSON list of {"value", "source_department", "updated_at"})
+    provenance.parquet   library, key, field, source_department, updated_at
+    <lib>_history.parquet  every column of <lib>, valid_from, valid_to (timestamp; valid_to null = open)
 """
 
 from __future__ import annotations
 
+import bisect
+import datetime as dt
 import json
+import os
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from hub.errors import SnapshotError
-from schemas import library
+from schemas import LIBRARIES, library
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 DATABASE = "hub.duckdb"
+SERVING = "serving"
+READY = "READY"
+SERVING_FORMAT = 1
+CONFLICTS = "conflicts"
+PROVENANCE = "provenance"
+HISTORY_SUFFIX = "_history"
+SIDE_KEY = "_side_key"  # the composite "library<US>key" column of side tables
+SEPARATOR = "\x1f"
+BATCH_ROWS = 1 << 20
+# Snapshots up to this many rows are prepared by whoever meets them first (tens of milliseconds);
+# bigger ones are prepared in the background while the previous snapshot keeps serving.
+SYNC_PREPARE_ROWS = 1_000_000
+RETRY_SECONDS = 5.0  # a snapshot that failed to open is retried this often while the previous one serves
 
 
 def current_name(snapshots_dir: Path) -> str:
     """The directory name of the serving snapshot."""
     try:
-        return (snapshots_dir / CURRENT).read_text().strip()
+        return (Path(snapshots_dir) / CURRENT).read_text().strip()
     except FileNotFoundError:
         raise SnapshotError("no snapshot has been published yet") from None
 
 
+def _fixed_width(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A string column as a numpy ``S<width>`` array (nulls as empty), the form searchsorted works on."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = pc.fill_null(arr.cast(pa.large_binary()), b"")
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype="S1")
+    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)
+    width = max(1, int(lengths.max()))
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + n + 1]
+    data = arr.buffers()[2]
+    if int(lengths.min()) == width:  # the usual case (ID numbers, credit codes): one reshape, no loop
+        raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]: offsets[0] + n * width]
+        return raw.view(f"S{width}").copy()
+    out = np.empty(n, dtype=f"S{width}")
+    for start in range(0, n, BATCH_ROWS):
+        out[start: start + BATCH_ROWS] = arr.slice(start, BATCH_ROWS).to_pylist()
+    return out
+
+
+def _encode_key(key: str, width: int) -> bytes | None:
+    raw = key.encode()
+    return raw if 0 < len(raw) <= width else None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_UNIT_MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
+
+
+def _reader(chunk: pa.Array) -> Any:
+    """A function row -> Python value for one column chunk; dates and times decoded here, not by ``as_py``."""
+    kind = chunk.type
+    if pa.types.is_timestamp(kind):
+        ints, scale = chunk.view(pa.int64()), _UNIT_MICROS[kind.unit]
+        aware = kind.tz is not None
+
+        def timestamp(i: int) -> Any:
+            v = ints[i].as_py()
+            if v is None:
+                return None
+            value = _EPOCH + dt.timedelta(microseconds=v * scale)
+            return value if aware else value.replace(tzinfo=None)
+
+        return timestamp
+    if pa.types.is_date32(kind):
+        days = chunk.view(pa.int32())
+
+        def date(i: int) -> Any:
+            v = days[i].as_py()
+            return None if v is None else dt.date.fromordinal(_EPOCH_ORDINAL + v)
+
+        return date
+    return lambda i: chunk[i].as_py()
+
+
+class KeyedTable:
+    """A memory-mapped Arrow table and its sorted key array: a lookup is a binary search and one row's columns."""
+
+    def __init__(self, table: pa.Table, keys: np.ndarray, order: np.ndarray | None):
+        self.table = table
+        self.keys = keys
+        self.order = order
+        self.width = keys.dtype.itemsize
+        self.names = table.column_names
+        self._chunks = {name: [_reader(c) for c in table.column(name).chunks] for name in self.names}
+        first = table.column(0).chunks if self.names else []
+        self._starts = list(np.cumsum([0] + [len(c) for c in first])[:-1])
+
+    @classmethod
+    def open(cls, folder: Path, name: str) -> KeyedTable:
+        table = pa.ipc.open_file(pa.memory_map(str(folder / f"{name}.arrow"))).read_all()
+        keys = np.load(folder / f"{name}.keys.npy", mmap_mode="r")
+        order_path = folder / f"{name}.order.npy"
+        order = np.load(order_path, mmap_mode="r") if order_path.exists() else None
+        return cls(table, keys, order)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def rows(self, key: str) -> list[int]:
+        """Every row whose key is ``key`` (table positions)."""
+        raw = _encode_key(key, self.width)
+        if raw is None or not len(self.keys):
+            return []
+        probe = np.array(raw, dtype=self.keys.dtype)
+        lo = int(np.searchsorted(self.keys, probe, side="left"))
+        if lo >= len(self.keys) or self.keys[lo] != raw:
+            return []
+        hi = int(np.searchsorted(self.keys, probe, side="right"))
+        positions = range(lo, hi)
+        return [int(self.order[p]) for p in positions] if self.order is not None else list(positions)
+
+    def first(self, key: str) -> int | None:
+        found = self.rows(key)
+        return found[0] if found else None
+
+    def value(self, row: int, name: str) -> Any:
+        chunk = bisect.bisect_right(self._starts, row) - 1
+        return self._chunks[name][chunk](row - self._starts[chunk])
+
+    def record(self, row: int, columns: Any = None) -> dict[str, Any]:
+        """The row's values as Python objects (dates, aware datetimes, Decimals), for ``columns`` or all."""
+        chunk = bisect.bisect_right(self._starts, row) - 1
+        local = row - self._starts[chunk]
+        names = self.names if columns is None else [c for c in columns if c in self._chunks]
+        return {name: self._chunks[name][chunk](local) for name in names}
+
+
+def _write_keyed(table: pa.Table, key_column: str, folder: Path, name: str) -> None:
+    """Write ``table`` as ``name.arrow`` plus its key index; every file appears whole (tmp + rename)."""
+    keys = _fixed_width(table.column(key_column))
+    order = None
+    if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
+        # The publisher sorts by key; a file that is not sorted still works, through a permutation.
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+    pid = f"{os.getpid()}.{threading.get_ident()}"
+    tmp = folder / f".{name}.arrow.{pid}"
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=BATCH_ROWS)
+    os.replace(tmp, folder / f"{name}.arrow")
+    for suffix, array in (("keys", keys), ("order", order)):
+        if array is None:
+            continue
+        tmp_npy = folder / f".{name}.{suffix}.{pid}.npy"
+        np.save(tmp_npy, array)
+        os.replace(tmp_npy, folder / f"{name}.{suffix}.npy")
+
+
+def _side_table(path: Path) -> pa.Table:
+    table = pq.read_table(path)
+    composite = pc.binary_join_element_wise(table.column("library").cast(pa.string()),
+                                            table.column("key").cast(pa.string()), SEPARATOR)
+    return table.append_column(SIDE_KEY, composite)
+
+
+def _sources(path: Path, manifest: dict[str, Any]) -> dict[str, tuple[Path, str]]:
+    """What the read side serves from this snapshot: name -> (parquet file, key column)."""
+    sources: dict[str, tuple[Path, str]] = {}
+    for name, entry in manifest.get("tables", {}).items():
+        if name not in LIBRARIES:
+            continue
+        lib = LIBRARIES[name]
+        parquet = path / entry.get("parquet", f"{name}.parquet")
+        if parquet.exists():
+            sources[name] = (parquet, lib.key)
+        history = path / f"{name}{HISTORY_SUFFIX}.parquet"
+        if history.exists():
+            sources[name + HISTORY_SUFFIX] = (history, lib.key)
+    for side in (CONFLICTS, PROVENANCE):
+        if (path / f"{side}.parquet").exists():
+            sources[side] = (path / f"{side}.parquet", SIDE_KEY)
+    return sources
+
+
+def is_prepared(path: Path) -> bool:
+    """Whether the serving files of the snapshot in ``path`` have been built."""
+    try:
+        return json.loads((path / SERVING / READY).read_text()).get("format") == SERVING_FORMAT
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def prepare(path: Path, manifest: dict[str, Any] | None = None) -> None:
+    """Build the memory-mappable serving files of a snapshot, once; safe to run from several processes at once."""
+    if is_prepared(path):
+        return
+    manifest = manifest if manifest is not None else json.loads((path / MANIFEST).read_text())
+    folder = path / SERVING
+    folder.mkdir(exist_ok=True)
+    lock = open(folder / ".lock", "a+")  # noqa: SIM115 - held for the duration of the build
+    try:
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds READY
+        if is_prepared(path):
+            return
+        built = []
+        for name, (source, key) in _sources(path, manifest).items():
+            table = _side_table(source) if key == SIDE_KEY else pq.read_table(source)
+            _write_keyed(table, key, folder, name)
+            built.append(name)
+        tmp = folder / f".{READY}.{os.getpid()}"
+        tmp.write_text(json.dumps({"format": SERVING_FORMAT, "tables": built}))
+        os.replace(tmp, folder / READY)
+    finally:
+        lock.close()
+
+
+def _as_of_value(value: Any, when: dt.datetime) -> Any:
+    """``when`` in the type of a validity bound (date or aware datetime), for comparison."""
+    if isinstance(value, dt.datetime):
+        return when if value.tzinfo else when.replace(tzinfo=None)
+    if isinstance(value, dt.date):
+        return when.date()
+    return when
+
+
 @dataclass
 class PublishedSnapshot:
-    """One published snapshot, opened read-only."""
+    """One published snapshot, opened read-only, its tables memory-mapped."""
 
     path: Path
     manifest: dict[str, Any]
+    _tables: dict[str, KeyedTable] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._local = threading.local()
-        self._conn = duckdb.connect(str(self.path / DATABASE), read_only=True)
+        prepare(self.path, self.manifest)
+        ready = json.loads((self.path / SERVING / READY).read_text())
+        self._tables = {name: KeyedTable.open(self.path / SERVING, name) for name in ready["tables"]}
 
     @property
     def version(self) -> str:
         return self.manifest["version"]
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        # DuckDB connections are not thread-safe; each thread gets its own cursor.
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._local.cursor = self._conn.cursor()
-        return cur
+    def has(self, name: str) -> bool:
+        """Whether the snapshot serves ``name`` (a library, ``<library>_history``, ``conflicts``, ``provenance``)."""
+        return name in self._tables
 
-    def lookup(self, library_name: str, key: str) -> dict[str, Any] | None:
-        """The record of ``library_name`` whose key is ``key``, or None."""
-        lib = library(library_name)
-        if lib.name not in self.manifest.get("tables", {}):
+    def lookup(self, library_name: str, key: str, columns: Any = None) -> dict[str, Any] | None:
+        """The record of ``library_name`` whose key is ``key`` (only ``columns`` if given), or None."""
+        table = self._tables.get(library(library_name).name)
+        if table is None:
             return None
-        cur = self._cursor().execute(f'SELECT * FROM "{lib.table}" WHERE "{lib.key}" = ?', [key])
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row))
+        row = table.first(key)
+        return None if row is None else table.record(row, columns)
+
+    def lookup_as_of(self, library_name: str, key: str, when: dt.datetime, columns: Any = None) -> dict[str, Any] | None:
+        """The version of the record valid at ``when`` (aware), from ``<library>_history``; SnapshotError if absent."""
+        name = library(library_name).name
+        table = self._tables.get(name + HISTORY_SUFFIX)
+        if table is None:
+            raise SnapshotError(f"snapshot {self.version} keeps no history of {name}")
+        for row in table.rows(key):
+            start, end = table.value(row, "valid_from"), table.value(row, "valid_to")
+            if start is not None and _as_of_value(start, when) < start:
+                continue
+            if end is not None and not _as_of_value(end, when) < end:
+                continue
+            return table.record(row, columns)
+        return None
+
+    def conflicts(self, library_name: str, key: str) -> dict[str, dict[str, Any]]:
+        """The conflict register's entries for one record: field -> {golden_value, rule, values}."""
+        table = self._tables.get(CONFLICTS)
+        if table is None:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        for row in table.rows(f"{library_name}{SEPARATOR}{key}"):
+            entry = table.record(row, ("field", "golden_value", "rule", "values"))
+            values = entry["values"]
+            if isinstance(values, str):
+                try:
+                    values = json.loads(values)
+                except ValueError:
+                    values = []
+            found[entry["field"]] = {"golden_value": entry["golden_value"], "rule": entry["rule"],
+                                     "values": values or []}
+        return found
+
+    def provenance(self, library_name: str, key: str) -> dict[str, dict[str, Any]]:
+        """Per-field provenance of one record: field -> {source_department, updated_at}."""
+        table = self._tables.get(PROVENANCE)
+        if table is None:
+            return {}
+        return {
+            entry["field"]: {"source_department": entry["source_department"], "updated_at": entry["updated_at"]}
+            for entry in (table.record(row, ("field", "source_department", "updated_at"))
+                          for row in table.rows(f"{library_name}{SEPARATOR}{key}"))
+        }
 
     def close(self) -> None:
-        self._conn.close()
+        """Drop the memory maps (they also go when the last reference does)."""
+        self._tables = {}
 
 
 def open_snapshot(path: Path) -> PublishedSnapshot:
-    """Open the snapshot in ``path`` read-only, checking it has its manifest."""
+    """Open the snapshot in ``path`` read-only, checking it has its manifest (prepares it if needed)."""
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
     except FileNotFoundError:
-        raise SnapshotError(f"snapshot {path.name} has no manifest") from None
-    return PublishedSnapshot(path, manifest)
+        raise SnapshotError(f"snapshot {Path(path).name} has no manifest") from None
+    return PublishedSnapshot(Path(path), manifest)
 
 
 def open_current(snapshots_dir: Path) -> PublishedSnapshot:
     """Open the serving snapshot read-only."""
-    return open_snapshot(snapshots_dir / current_name(snapshots_dir))
+    return open_snapshot(Path(snapshots_dir) / current_name(snapshots_dir))
+
+
+def _rows(path: Path) -> int:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+    return sum(int(t.get("rows", 0)) for t in manifest.get("tables", {}).values())
 
 
 class CurrentSnapshot:
-    """Follows ``CURRENT``: swaps to a newly published snapshot without a restart or a dropped request."""
+    """Follows ``CURRENT``: swaps to a newly published snapshot without a restart or a dropped request.
 
-    def __init__(self, snapshots_dir: Path):
-        self.snapshots_dir = snapshots_dir
+    A request holds the snapshot object it started with, so a swap never changes data under it; the old
+    snapshot's memory maps stay valid until its last reader lets go, even if the pipeline prunes its files.
+    A snapshot that still needs its serving files and is too big to prepare in passing is prepared in a
+    background thread while the previous one keeps answering.
+    """
+
+    def __init__(self, snapshots_dir: Path, *, sync_prepare_rows: int = SYNC_PREPARE_ROWS):
+        self.snapshots_dir = Path(snapshots_dir)
+        self.sync_prepare_rows = sync_prepare_rows
         self._lock = threading.Lock()
         self._name: str | None = None
         self._snapshot: PublishedSnapshot | None = None
+        self._preparing: str | None = None
+        self._failed: tuple[str | None, float] = (None, 0.0)
+        self._stamp: tuple[int, int, int] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def serving_name(self) -> str | None:
+        """The name of the snapshot answering now (None before the first get), without checking CURRENT."""
+        return self._name
 
     def get(self) -> PublishedSnapshot:
         """The serving snapshot, reopened when ``CURRENT`` names another one."""
-        name = current_name(self.snapshots_dir)
-        if name != self._name:
-            with self._lock:
-                if name != self._name:
-                    # The old snapshot is left open: requests still using it finish on it.
-                    self._snapshot = open_snapshot(self.snapshots_dir / name)
-                    self._name = name
-        assert self._snapshot is not None
+        # A publish replaces CURRENT by rename, so a new inode (or mtime) means "read it again": one stat a request.
+        try:
+            st = os.stat(self.snapshots_dir / CURRENT)
+        except FileNotFoundError:
+            raise SnapshotError("no snapshot has been published yet") from None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp or self._snapshot is None or self._preparing is not None:
+            name = current_name(self.snapshots_dir)
+            if name != self._name:
+                self._switch(name)
+            if name == self._name:
+                self._stamp = stamp
+        if self._snapshot is None:
+            raise SnapshotError("the published snapshot is still being prepared")
         return self._snapshot
+
+    def _switch(self, name: str) -> None:
+        path = self.snapshots_dir / name
+        background = (self._snapshot is not None and not is_prepared(path)
+                      and _rows(path) > self.sync_prepare_rows)
+        if background:
+            with self._lock:
+                if self._preparing != name:
+                    self._preparing = name
+                    threading.Thread(target=self._prepare_then_swap, args=(name,), daemon=True,
+                                     name=f"prepare-{name}").start()
+            return
+        with self._lock:
+            if name == self._name:
+                return
+            failed_name, failed_at = self._failed
+            if self._snapshot is not None and failed_name == name and time.monotonic() - failed_at < RETRY_SECONDS:
+                return  # keep serving the previous snapshot; do not retry a broken one on every request
+            try:
+                self._snapshot = open_snapshot(path)
+            except Exception as exc:
+                self.last_error, self._failed = f"{name}: {exc}", (name, time.monotonic())
+                if self._snapshot is None:
+                    raise SnapshotError(f"snapshot {name} cannot be opened") from exc
+                return
+            self._name = name
+
+    def _prepare_then_swap(self, name: str) -> None:
+        try:
+            snapshot = open_snapshot(self.snapshots_dir / name)
+        except Exception as exc:  # noqa: BLE001 - the old snapshot keeps serving; the next get() retries
+            self.last_error = f"{name}: {exc}"
+            with self._lock:
+                self._preparing = None
+            return
+        with self._lock:
+            self._snapshot, self._name, self._preparing = snapshot, name, None

@@ -17,14 +17,22 @@ console = Console()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: settings api_host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings api_port).")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes (they share the metadata DB).")] = 1,
 ) -> None:
     """Run the exchange API with uvicorn."""
     import uvicorn
 
+    settings = get_settings()
+    host, port = host or settings.api_host, port or settings.api_port
+    if workers > 1:
+        # One process per worker, each with its own SO_REUSEPORT socket, all from the same HUB_* environment.
+        from exchange_api.serve import serve as serve_processes
+
+        serve_processes(host, port, workers)
+        return
     from exchange_api.app import create_app
 
-    settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
 
 
 def _sessions():  # type: ignore[no-untyped-def]
@@ -118,6 +126,108 @@ def rotate_hub_key() -> None:
     console.print(f"active hub key is now [bold]{key.kid}[/]")
 
 
+def revoke_grant(grant_id: Annotated[int, typer.Argument(help="Grant number, as printed by `hub grant`.")]) -> None:
+    """Revoke a grant: its fields are withheld from now on (within the API's registry cache time)."""
+    from exchange_api.registry import RegistryError, revoke_grant as revoke
+
+    try:
+        with _sessions().begin() as session:
+            revoke(session, grant_id)
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+    console.print(f"revoked grant {grant_id}")
+
+
+def set_limits(
+    department: Annotated[str, typer.Argument(help="Department code.")],
+    rate: Annotated[float | None, typer.Option(help="Requests per second per API process.")] = None,
+    burst: Annotated[int | None, typer.Option(help="Requests allowed in a burst.")] = None,
+    daily_quota: Annotated[int | None, typer.Option(help="Records per UTC day across all API processes.")] = None,
+) -> None:
+    """Set a department's rate limit and daily quota (options left out take the HUB_API_* defaults)."""
+    from exchange_api.registry import RegistryError, set_limits as store
+
+    try:
+        with _sessions().begin() as session:
+            store(session, department, rate_per_second=rate, burst=burst, daily_quota=daily_quota)
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+    console.print(f"limits of {department}: rate {rate or 'default'}/s, burst {burst or 'default'}, "
+                  f"daily quota {daily_quota if daily_quota is not None else 'default'}")
+
+
+def _audit_log():  # type: ignore[no-untyped-def]
+    from exchange_api.audit import AuditLog, audit_salt
+
+    return AuditLog(_sessions(), audit_salt(get_settings().keys_dir))
+
+
+def access_log(
+    id_number: Annotated[str, typer.Argument(help="The person's resident ID number ('-' reads standard input).")],
+    since: Annotated[dt.datetime | None, typer.Option(help="Only accesses from this day on.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A person's access log: which department looked at which of their fields, when, and for what purpose."""
+    import json
+    import sys
+
+    from rich.table import Table
+
+    from exchange_api.lookup import normalise_key
+    from exchange_api.models import Department
+    from hub.errors import InvalidIdentifier
+    from hub.masking import mask_id
+
+    value = sys.stdin.readline().strip() if id_number == "-" else id_number
+    try:
+        key = normalise_key("population", value)
+    except InvalidIdentifier as exc:
+        raise _fail(exc) from exc
+    rows = [r for r in _audit_log().access_log(key, since=_utc(since)) if r.operation != "access_log"]
+    with _sessions()() as session:
+        names = {d.code: d.name for d in session.query(Department)}
+    entries = [{"at": r.at.isoformat(), "department": r.department, "department_name": names.get(r.department or ""),
+                "purpose": r.purpose, "operation": r.operation, "library": r.library,
+                "fields": [f for f in r.fields_released.split(",") if f]} for r in rows]
+    if as_json:
+        print(json.dumps({"person": mask_id(key), "entries": entries}, ensure_ascii=False))
+        return
+    table = Table(title=f"Who looked at {mask_id(key)} ({len(entries)} accesses)")
+    for col in ("when (UTC)", "department", "purpose", "fields"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["at"][:19], f"{e['department_name'] or ''} ({e['department']})", e["purpose"] or "",
+                      ", ".join(e["fields"]))
+    console.print(table)
+
+
+def usage(
+    since: Annotated[dt.datetime | None, typer.Option(help="From this day on (UTC).")] = None,
+    until: Annotated[dt.datetime | None, typer.Option(help="Before this day (UTC).")] = None,
+    department: Annotated[str | None, typer.Option(help="Only this department.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Usage per department and purpose: records released (paper proofs replaced), verifications, refusals."""
+    import json
+
+    from rich.table import Table
+
+    rows = _audit_log().usage(department=department, since=_utc(since), until=_utc(until))
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(title="Exchange API usage")
+    columns = ("department", "purpose", "requests", "records_released", "verifications", "not_found",
+               "nothing_releasable", "refused")
+    for col in columns:
+        table.add_column(col.replace("_", " "))
+    for row in rows:
+        table.add_row(*(str(row[c] if row[c] is not None else "") for c in columns))
+    total = sum(r["records_released"] + r["verifications"] for r in rows)
+    console.print(table)
+    console.print(f"paper proofs replaced (records released + verifications answered): [bold]{total:,}[/]")
+
+
 def verify_audit() -> None:
     """Walk the audit log's hash chain; exit 1 at the first broken link."""
     from exchange_api.audit import AuditLog, audit_salt
@@ -146,4 +256,8 @@ def register(app: typer.Typer) -> None:
     app.command("retire-key")(retire_key)
     app.command("grant")(grant)
     app.command("rotate-hub-key")(rotate_hub_key)
+    app.command("revoke-grant")(revoke_grant)
+    app.command("set-limits")(set_limits)
     app.command("verify-audit")(verify_audit)
+    app.command("access-log")(access_log)
+    app.command("usage")(usage)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 import uvicorn
@@ -24,12 +23,12 @@ from sqlalchemy import select
 
 from exchange_api.app import create_app
 from exchange_api.client import HubClient, generate_department_key
+from exchange_api.config import ApiSettings
 from exchange_api.models import AuditEntry, exchange_sessions
 from exchange_api.registry import add_grant, add_key, register_department
 from hub.settings import Settings
-from schemas import POPULATION
-from schemas.derive import duckdb_ddl
 from schemas.ids import ric_check_char
+from tests.exchange_api import snapshots as snapshot_files
 
 UTC = dt.UTC
 
@@ -57,7 +56,7 @@ def person(id_number: str, **overrides: Any) -> dict[str, Any]:
         "household_region": "110105",
         "residence_address": "北京市海淀区中关村大街1号",
         "marital_status": "20",
-        "life_status": "alive",
+        "life_status": "living",
         "life_status_date": None,
         "phone": "13800000000",
         "source_department": "public_security",
@@ -74,33 +73,15 @@ DEFAULT_PEOPLE = (person(PERSON_ID), person(OTHER_PERSON_ID, name="李四", gend
 
 
 def write_snapshot(snapshots_dir: Path, version: str, people: Sequence[dict[str, Any]] = DEFAULT_PEOPLE,
-                   *, make_current: bool = True) -> Path:
-    """A published snapshot in exactly the layout warehouse.published reads, optionally switched to."""
-    path = snapshots_dir / version
-    path.mkdir(parents=True)
-    columns = POPULATION.field_names
-    con = duckdb.connect(str(path / "hub.duckdb"))
-    try:
-        con.execute(duckdb_ddl(POPULATION))
-        placeholders = ", ".join("?" for _ in columns)
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        con.executemany(f'INSERT INTO "{POPULATION.table}" ({quoted}) VALUES ({placeholders})',
-                        [[p.get(c) for c in columns] for p in people])
-    finally:
-        con.close()
-    manifest = {"version": version, "created_at": dt.datetime.now(UTC).isoformat(),
-                "tables": {"population": {"rows": len(people)}}}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    if make_current:
-        switch_current(snapshots_dir, version)
-    return path
+                   *, make_current: bool = True, **tables: Any) -> Path:
+    """A published snapshot in exactly the layout warehouse.publish writes, optionally switched to."""
+    return snapshot_files.write_snapshot(snapshots_dir, version, {"population": people, **tables},
+                                         make_current=make_current)
 
 
 def switch_current(snapshots_dir: Path, version: str) -> None:
     """Point CURRENT at ``version`` by atomic rename, as a publish does."""
-    tmp = snapshots_dir / "CURRENT.tmp"
-    tmp.write_text(version)
-    os.replace(tmp, snapshots_dir / "CURRENT")
+    snapshot_files.switch_current(snapshots_dir, version)
 
 
 @contextmanager
@@ -179,12 +160,17 @@ class Hub:
             client.close()
 
 
+# Tests run with a short registry cache so that changes apply quickly, as they do (within 1 s) by default.
+TEST_API = dict(registry_cache_seconds=0.2)
+
+
 @contextmanager
-def hub_at(data_dir: Path, **settings: Any) -> Iterator[Hub]:
+def hub_at(data_dir: Path, *, api: dict[str, Any] | None = None, snapshot: bool = True, **settings: Any) -> Iterator[Hub]:
     """A hub serving a fresh default snapshot from ``data_dir``."""
     config = Settings(data_dir=data_dir, **settings)
-    write_snapshot(config.snapshots_dir, "v000001")
-    app = create_app(config)
+    if snapshot:
+        write_snapshot(config.snapshots_dir, "v000001")
+    app = create_app(config, ApiSettings(**{**TEST_API, **(api or {})}))
     with running(app) as url:
         hub = Hub(config, url, app)
         try:

@@ -131,3 +131,52 @@ def test_a_deleted_row_is_detected(hub_env):
     code, output = _verify_cli()
     assert code == 1
     assert "broken at row 3" in output and "row 2 is missing" in output
+
+
+def test_rows_written_before_the_operation_column_still_verify(hub_env):
+    """Rows of the first release had no ``operation``: their hash did not cover it, and still does not."""
+    from exchange_api.audit import HASHED_COLUMNS, row_hash
+
+    log = _write_chain(2)
+    with sqlite3.connect(hub_env / "metadata.db") as con:
+        con.execute("UPDATE exchange_audit_log SET operation = NULL")
+        (prev,) = con.execute("SELECT row_hash FROM exchange_audit_log WHERE seq = 2").fetchone()
+    old_style = {c: None for c in HASHED_COLUMNS} | {"seq": 3, "prev_hash": prev, "request_id": "old", "status": 200,
+                                                      "authenticated": True, "fields_released": "", "outcome": "answered",
+                                                      "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    assert row_hash(old_style) == row_hash({**old_style, "operation": None})
+    assert log.verify().ok
+
+
+def test_every_signed_endpoint_is_audited_and_tampering_with_a_batch_row_is_caught(hub):
+    dept = hub.department()
+    batch = dept.client.lookup_batch("population", [PERSON_ID, OTHER_PERSON_ID], PURPOSE, "CASE-AB1")
+    dept.client.verify_existence("population", PERSON_ID, PURPOSE, "CASE-AB2")
+    dept.client.catalogue()
+    dept.client.usage()
+    operations = [r.operation for r in hub.audit_rows() if r.department == dept.code]
+    assert operations == ["batch", "batch", "verify_existence", "catalogue", "usage"]
+    assert hub.app.state.services.audit.verify().ok
+    (row, *_) = [r for r in hub.audit_rows() if r.request_id == batch.request_id]
+    with sqlite3.connect(hub.settings.data_dir / "metadata.db") as con:
+        con.execute("UPDATE exchange_audit_log SET fields_released = '' WHERE seq = ?", (row.seq,))
+    try:
+        report = hub.app.state.services.audit.verify()
+        assert (report.ok, report.broken_seq) == (False, row.seq)
+    finally:
+        with sqlite3.connect(hub.settings.data_dir / "metadata.db") as con:
+            con.execute("UPDATE exchange_audit_log SET fields_released = ? WHERE seq = ?", (row.fields_released, row.seq))
+    assert hub.app.state.services.audit.verify().ok
+
+
+def test_a_nonce_replayed_within_one_group_is_refused(hub_env):
+    from exchange_api.audit import REPLAYED, Ticket
+
+    settings = get_settings()
+    log = AuditLog(exchange_sessions(settings), audit_salt(settings.keys_dir))
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    tickets = [Ticket(_draft(i), 200, nonce=("k1", "same-nonce-0123456789", expires)) for i in range(3)]
+    log.commit(tickets)
+    assert [t.verdict for t in tickets] == ["accepted", REPLAYED, REPLAYED]
+    rows = log.sessions().query(__import__("exchange_api.models", fromlist=["AuditEntry"]).AuditEntry).all()
+    assert [(r.status, r.code) for r in rows] == [(200, None), (401, "replayed_nonce"), (401, "replayed_nonce")]

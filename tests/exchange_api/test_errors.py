@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import httpx
 import pytest
@@ -43,7 +44,7 @@ def test_every_error_has_the_one_shape(hub):
     assert_error_shape(signed_send(hub, dept, lookup_body(fields=["name"])), 403, "fields_not_granted")
     assert_error_shape(httpx.get(hub.url + "/nowhere"), 404, "not_found")
     assert_error_shape(httpx.get(hub.url + "/v1/lookup"), 405, "method_not_allowed")
-    big = json.dumps(lookup_body(case_number="x" * 20_000)).encode()
+    big = json.dumps(lookup_body(case_number="x" * 70_000)).encode()
     assert_error_shape(signed_send(hub, dept, big), 413, "payload_too_large")
     assert_error_shape(signed_send(hub, dept, b"{not json"), 422, "invalid_request")
     assert_error_shape(signed_send(hub, dept, lookup_body(library="cadastre")), 422, "invalid_request")
@@ -67,20 +68,28 @@ def test_validation_messages_drop_inputs():
     assert message == "body.<field>: Extra inputs are not permitted; key: String should have at most 64 characters"
 
 
-def test_audit_failure_fails_the_lookup_with_500(hub, monkeypatch):
+def test_audit_failure_fails_the_lookup_with_500(hub):
+    """A real write failure of the metadata database (a trigger refusing inserts): no answer leaves."""
     dept = hub.department()
-    audit = hub.app.state.services.audit
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(audit, "append", broken)
-    response = signed_send(hub, dept, lookup_body())
+    db = hub.settings.data_dir / "metadata.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TRIGGER audit_down BEFORE INSERT ON exchange_audit_log "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    request = json_request(hub.url, lookup_body())
+    sign_request(request, dept.kid, dept.private_key)
+    try:
+        with httpx.Client() as client:
+            response = client.send(request)
+    finally:
+        with sqlite3.connect(db) as con:
+            con.execute("DROP TRIGGER audit_down")
     error = assert_error_shape(response, 500, "internal_error")
     assert "disk" not in error["message"]
     assert "eyJ" not in response.text  # no JWS answer leaked out
-    monkeypatch.undo()
     assert hub.audit_row(error["request_id"]) is None
+    # The nonce was rolled back with the audit rows: the very same request is not a replay, and now succeeds.
+    with httpx.Client() as client:
+        assert client.send(request).status_code == 200
 
 
 def test_no_snapshot_is_503(tmp_path):

@@ -205,3 +205,95 @@ def test_refusals_of_a_known_department_are_audited_and_anonymous_ones_are_not(h
 
     anonymous = send(json_request(hub.url, lookup_body()))
     assert hub.audit_row(anonymous.headers["X-Request-ID"]) is None
+
+
+# ----- the server's verifier agrees with the library, and with the RFC ----------------------------------------
+
+RFC_KEY = """-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF
+-----END PRIVATE KEY-----
+"""
+
+
+def _library_accepts(request: httpx.Request, public_key, kid: str = "k") -> bool:
+    from http_message_signatures import HTTPMessageVerifier, InvalidSignature as LibraryRefusal, MappingKeyResolver
+
+    verifier = HTTPMessageVerifier(signature_algorithm=ED25519,
+                                   key_resolver=MappingKeyResolver(public_keys={kid: public_key}, private_keys={}))
+    verifier.max_clock_skew = dt.timedelta(days=1)
+    try:
+        verifier.verify(_View(request), max_age=None)
+        return True
+    except LibraryRefusal:
+        return False
+
+
+def _ours_accepts(request: httpx.Request, public_key) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    from exchange_api.request_signatures import SignatureRefused, SignedMessage, parse_signature, signature_base
+
+    try:
+        parsed = parse_signature(request.headers)
+        public_key.verify(parsed.signature, signature_base(SignedMessage(request.method, str(request.url),
+                                                                         request.headers), parsed))
+        return True
+    except (SignatureRefused, InvalidSignature):
+        return False
+
+
+@pytest.mark.parametrize("url, covered", [
+    ("http://127.0.0.1:8750/v1/lookup", COVERED_COMPONENTS),
+    ("https://hub.example.gov.cn/v1/lookup?x=1&y=%20z", ("@method", "@target-uri", "@query", "content-digest")),
+    ("https://HUB.example.gov.cn:443/v1/lookup", ("@method", "@authority", "@path", "@scheme", "content-digest")),
+    ("http://hub.example.gov.cn:8080/a/b", ("@request-target", "@method", "content-type", "content-digest", "x-extra")),
+])
+def test_the_server_verifier_agrees_with_the_library(url, covered):
+    key = Ed25519PrivateKey.generate()
+    request = httpx.Request("POST", url, content=b'{"a": 1}',
+                            headers={"Content-Type": "application/json", "X-Extra": " two ", "x-extra": "lines"})
+    signer = HTTPMessageSigner(signature_algorithm=ED25519,
+                               key_resolver=MappingKeyResolver(public_keys={}, private_keys={"k": key}))
+    signer.sign(_View(request), key_id="k", created=dt.datetime.now(dt.UTC), nonce=secrets.token_urlsafe(24),
+                label="sig", covered_component_ids=covered, body=request.content)
+    public = key.public_key()
+    assert _library_accepts(request, public) and _ours_accepts(request, public)
+    for tamper in (lambda r: setattr(r, "method", "PUT"),
+                   lambda r: setattr(r, "url", httpx.URL(str(r.url).replace("/v1", "/v2").replace("/a/", "/c/"))),
+                   lambda r: r.headers.__setitem__("Content-Digest", "sha-256=:" + "A" * 43 + "=:")):
+        forged = httpx.Request(request.method, request.url, headers=request.headers, content=request.content)
+        tamper(forged)
+        assert _library_accepts(forged, public) == _ours_accepts(forged, public) is False
+
+
+def test_the_rfc_9421_ed25519_example_verifies():
+    """RFC 9421 appendix B.2.6: the signature base is rebuilt byte for byte and the RFC's signature verifies."""
+    from cryptography.hazmat.primitives import serialization
+
+    request = httpx.Request("POST", "http://example.com/foo?param=Value&Pet=dog", content=b'{"hello": "world"}',
+                            headers={"Host": "example.com", "Date": "Tue, 20 Apr 2021 02:07:55 GMT",
+                                     "Content-Type": "application/json",
+                                     "Content-Digest": "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWn"
+                                                       "rIiYllu7BNNyealdVLvRwEmTHWXvJwew==:",
+                                     "Signature-Input": 'sig-b26=("date" "@method" "@path" "@authority" '
+                                                        '"content-type" "content-length");created=1618884473'
+                                                        ';keyid="test-key-ed25519"',
+                                     "Signature": "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9E"
+                                                  "DgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:"})
+    public = serialization.load_pem_private_key(RFC_KEY.encode(), None).public_key()
+    assert _ours_accepts(request, public)
+    assert _library_accepts(request, public, "test-key-ed25519")
+
+
+@pytest.mark.parametrize("extra", [{}, {"Signature-Input": None}])
+def test_the_fast_parser_reads_what_the_general_parser_reads(hub, dept, monkeypatch, extra):
+    import exchange_api.request_signatures as signatures
+
+    request = signed(hub, dept)
+    if extra:  # a non-canonical spelling (extra spaces): only the general parser accepts it
+        request.headers["Signature-Input"] = request.headers["Signature-Input"].replace('" "', '"  "')
+    fast = signatures.parse_signature(request.headers)
+    monkeypatch.setattr(signatures, "FAST_PATH", False)
+    assert signatures.parse_signature(request.headers) == fast
+    monkeypatch.undo()
+    assert send(request).status_code == 200

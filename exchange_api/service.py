@@ -1,0 +1,520 @@
+"""The exchange: what one API process holds, and the one pipeline every signed request goes through.
+
+::
+
+    body size (413) → signature (401) → rate limit, quota (429) → body (422) → batch bound (413)
+      → permission (403) → answer from the snapshot → audit group commit → response
+
+The audit commit decides the last two refusals: a nonce already seen (401 ``replayed_nonce``) and a daily
+quota used up by other processes meanwhile (429 ``quota_exceeded``). Whatever the outcome, a request
+that can be traced to a department gets its audit rows before its response leaves; if they cannot be
+written, the response is a 500 and the answer is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import zoneinfo
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from exchange_api import answers
+from exchange_api.audit import (
+    ANSWERED, NOT_ALLOWED, NOT_FOUND, OVER_QUOTA, REPLAYED, VERIFIED, AuditDraft, AuditItem, AuditLog, Ticket,
+    audit_salt,
+)
+from exchange_api.config import ApiSettings
+from exchange_api.errors import AsOfUnavailable, InvalidRequest, describe_validation_errors, error_response, retry_headers
+from exchange_api.hub_keys import HubKeyring
+from exchange_api.limits import RateLimiter, check_quota
+from exchange_api.lookup import (
+    AccessLogRequest, BatchLookupRequest, ExistenceCheck, LicenceCheck, LookupRequest, normalise_key,
+)
+from exchange_api.metrics import Metrics
+from exchange_api.models import exchange_sessions
+from exchange_api.permissions import AccessDecision, data_fields, decide, unknown_fields
+from exchange_api.registry import Limits, RegistryCache
+from exchange_api.request_signatures import RequestVerifier, SignatureRefused, SignedMessage, VerifiedCaller
+from exchange_api.writer import GroupWriter
+from hub.errors import ApiError, Forbidden, InvalidIdentifier, PayloadTooLarge, SnapshotError
+from hub.settings import Settings
+from schemas import LIBRARIES, Library, library
+from warehouse.published import CurrentSnapshot, PublishedSnapshot
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+VALID_LICENCE_STATUSES = frozenset({"issued", "renewed"})
+ACTIVE = {"population": ("life_status", frozenset({"living"})), "legal_person": ("status", frozenset({"active"}))}
+
+
+@dataclass
+class Call:
+    """One signed request on its way through the pipeline."""
+
+    request: Request
+    body: bytes
+    caller: VerifiedCaller
+    draft: AuditDraft
+    ticket: Ticket
+    limits: Limits
+
+
+def target_uri(request: Request) -> str:
+    """The absolute target URI as the client addressed it: scheme, Host header, raw (still encoded) path, query."""
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server") or ("localhost", None)
+        host = f"{server[0]}:{server[1]}" if server[1] else server[0]
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused past ``limit`` bytes without reading further."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request bodies are limited to {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request bodies are limited to {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _note_unproven_body(draft: AuditDraft, body: bytes) -> None:
+    """Record what a refused request asked for, best effort: it helps a person see attempts on their record."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return
+    if not isinstance(data, dict):
+        return
+    for name, limit in (("library", 64), ("purpose", 64), ("case_number", 128)):
+        if isinstance(data.get(name), str):
+            setattr(draft, name, data[name][:limit])
+    key = data.get("key")
+    if isinstance(key, str) and len(key) <= 64:
+        draft.key = key.strip().upper()
+        if draft.library in LIBRARIES:
+            # The canonical form, so the attempt hashes like the person's other lookups.
+            with contextlib.suppress(InvalidIdentifier):
+                draft.key = normalise_key(draft.library, key)
+
+
+def parse(model: type[M], body: bytes) -> M:
+    """The validated body; 422 ``invalid_request`` describing what is wrong without echoing it."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        known = set(model.model_fields)
+        raise InvalidRequest(describe_validation_errors(exc.errors(include_input=False, include_url=False), known)) from None
+
+
+class Exchange:
+    """The long-lived parts of one API process and the signed-request pipeline."""
+
+    def __init__(self, settings: Settings, api: ApiSettings | None = None):
+        self.settings = settings
+        self.api = api or ApiSettings()
+        self.sessions: sessionmaker = exchange_sessions(settings)
+        self.registry = RegistryCache(self.sessions, self.api.registry_cache_seconds,
+                                      Limits(self.api.rate_per_second, self.api.burst, self.api.daily_quota))
+        self.keyring = HubKeyring(settings.keys_dir)
+        self.snapshots = CurrentSnapshot(settings.snapshots_dir)
+        self.verifier = RequestVerifier(self.registry, settings.signature_window_seconds)
+        self.audit = AuditLog(self.sessions, audit_salt(settings.keys_dir))
+        self.writer = GroupWriter(self.audit, self.api.audit_group_max, self.api.audit_writer)
+        self.rates = RateLimiter()
+        self.metrics = Metrics()
+        self.tz = zoneinfo.ZoneInfo(self.api.timezone)
+        self.metrics.gauges.append(self._gauges)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def today(self) -> dt.date:
+        return dt.datetime.now(self.tz).date()
+
+    def _gauges(self) -> list[str]:
+        lines = ["# HELP hub_api_audit_commits_total Audit group commits, and the requests they carried.",
+                 "# TYPE hub_api_audit_commits_total counter",
+                 f"hub_api_audit_commits_total {self.writer.groups}",
+                 "# TYPE hub_api_audit_committed_requests_total counter",
+                 f"hub_api_audit_committed_requests_total {self.writer.grouped}",
+                 "# HELP hub_api_audit_write_seconds_total Time the event loop spent writing audit groups (before COMMIT).",
+                 "# TYPE hub_api_audit_write_seconds_total counter",
+                 f"hub_api_audit_write_seconds_total {self.writer.write_seconds:.6f}",
+                 "# HELP hub_api_audit_lock_busy_total Times a group found the chain lock held by another writer.",
+                 "# TYPE hub_api_audit_lock_busy_total counter",
+                 f"hub_api_audit_lock_busy_total {self.writer.lock_busy}"]
+        version = self.snapshots.serving_name
+        if version:
+            lines += ["# HELP hub_api_snapshot_info The snapshot being served.", "# TYPE hub_api_snapshot_info gauge",
+                      f'hub_api_snapshot_info{{version="{version}"}} 1']
+        return lines
+
+    # ----- the pipeline -------------------------------------------------------------------------------------
+
+    async def handle(self, request: Request, operation: str, answer: Callable[[Call], Awaitable[Response] | Response],
+                     *, body_limit: int | None = None) -> Response:
+        """Run a signed request through every check, ``answer`` it, audit it, then let the response go."""
+        state = request.scope.setdefault("state", {})
+        request_id = state.get("request_id") or ""
+        draft = AuditDraft(request_id=request_id, at=dt.datetime.now(dt.UTC), operation=operation)
+        ticket = Ticket(draft, 200)
+        code = message = None
+        headers: dict[str, str] | None = None
+        try:
+            body = await read_body(request, body_limit or self.api.max_body_bytes)
+            caller = self._authenticate(request, body, draft)
+            ticket.nonce = (caller.kid, caller.nonce, caller.nonce_expires)
+            limits = self.registry.limits(caller.department)
+            ticket.daily_quota = limits.daily_quota
+            self.rates.take(caller.department, limits)
+            call = Call(request, body, caller, draft, ticket, limits)
+            result = answer(call)
+            response = await result if isinstance(result, Awaitable) else result  # type: ignore[misc]
+        except ApiError as exc:
+            code, message, headers = exc.code, str(exc), retry_headers(exc)
+            response = error_response(exc.status, exc.code, message, request_id, headers)
+        except InvalidIdentifier as exc:
+            # It names the failing part (length, check digit, ...) and never the value.
+            code, message = InvalidRequest.code, str(exc)
+            response = error_response(422, code, message, request_id)
+        except SnapshotError as exc:
+            log.error("no usable snapshot: %s", exc)
+            code, message = "snapshot_unavailable", "no published snapshot is available"
+            response = error_response(503, code, message, request_id)
+        except Exception:
+            # The details go to the server log only: they may hold record values or identifiers.
+            log.exception("unexpected error in request %s", request_id)
+            code, message = "internal_error", "internal error"
+            response = error_response(500, code, message, request_id)
+        ticket.status, ticket.code = response.status_code, code
+        if draft.attributable:
+            if message and not draft.reason:
+                draft.reason = message
+            try:
+                await self.writer.submit(ticket)
+            except Exception:
+                code = "internal_error"
+                response = error_response(500, code, "internal error", request_id)
+            else:
+                if ticket.verdict == REPLAYED:
+                    code = "replayed_nonce"
+                    response = error_response(401, code, "this nonce has already been used", request_id)
+                elif ticket.verdict == OVER_QUOTA:
+                    code = "quota_exceeded"
+                    response = error_response(429, code, "the department's daily quota is used up", request_id)
+        if code:
+            state["error_code"] = code
+        return response
+
+    def _authenticate(self, request: Request, body: bytes, draft: AuditDraft) -> VerifiedCaller:
+        message = SignedMessage(request.method, target_uri(request), request.headers)
+        try:
+            caller = self.verifier.verify(message, body)
+        except SignatureRefused as exc:
+            if exc.claimant is not None:
+                draft.department, draft.kid = exc.claimant.department, exc.claimant.kid
+                _note_unproven_body(draft, body)
+            raise
+        draft.department, draft.kid, draft.authenticated = caller.department, caller.kid, True
+        return caller
+
+    def _charge(self, call: Call, units: int) -> None:
+        check_quota(self.audit.quota_used, call.caller.department, call.draft.at.astimezone(dt.UTC).date(),
+                    call.limits, units)
+        call.ticket.units = units
+
+    def _access(self, call: Call, lib: Library, purpose: str, fields: list[str] | None) -> AccessDecision:
+        """The fields this caller may receive; 403 ``fields_not_granted`` if it named any it may not have."""
+        if fields is not None:
+            unknown = unknown_fields(lib, fields)
+            if unknown:
+                # Counted, not named: a made-up field name could be anything, an ID number included.
+                raise InvalidRequest(f"{len(unknown)} requested field(s) are not lookup fields of {lib.name}")
+        grants = self.registry.grants(call.caller.department, lib.name, purpose, call.draft.at)
+        decision = decide(lib, call.caller.department, purpose, grants, fields)
+        call.draft.reason = decision.reason
+        if decision.refuses_requested:
+            names = ", ".join(d.field for d in decision.refused)
+            raise Forbidden(f"requested field(s) not granted to this department for this purpose: {names}",
+                            code="fields_not_granted")
+        return decision
+
+    def _as_of(self, value: dt.date | dt.datetime | None) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=self.tz)
+        # A date means the end of that day on the hub's calendar.
+        return dt.datetime.combine(value + dt.timedelta(days=1), dt.time(), tzinfo=self.tz) - dt.timedelta(microseconds=1)
+
+    def _jose(self, payload: dict[str, Any]) -> Response:
+        return Response(answers.sign_answer(payload, self.keyring), media_type=answers.MEDIA_TYPE)
+
+    # ----- lookups ------------------------------------------------------------------------------------------
+
+    def _fetch(self, snapshot: PublishedSnapshot, lib: Library, key: str, released: tuple[str, ...],
+               when: dt.datetime | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The record (only what may be released, plus provenance) and extras for the answer."""
+        if not released:
+            return None, {}  # nothing releasable: the record is not even read, so nothing can depend on it
+        columns = (*released, "source_department", "source_updated_at")
+        if when is None:
+            record = snapshot.lookup(lib.name, key, columns)
+        else:
+            try:
+                record = snapshot.lookup_as_of(lib.name, key, when, columns)
+            except SnapshotError:
+                raise AsOfUnavailable(f"this snapshot keeps no history of {lib.name}; ask without as_of") from None
+        if record is None:
+            return None, {}
+        return record, {"provenance": snapshot.provenance(lib.name, key), "conflicts": snapshot.conflicts(lib.name, key)}
+
+    def lookup(self, call: Call) -> Response:
+        req = parse(LookupRequest, call.body)
+        draft = call.draft
+        draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
+        draft.fields_requested = tuple(req.fields) if req.fields is not None else None
+        draft.key = req.key.strip().upper()
+        key = draft.key = normalise_key(req.library, req.key)
+        self._charge(call, 1)
+        lib = library(req.library)
+        decision = self._access(call, lib, req.purpose, req.fields)
+        when = self._as_of(req.as_of)
+        if when is not None and not decision.released:
+            # Refuse as_of the same way whether or not anything may be released.
+            self._require_history(lib)
+        snapshot = self.snapshots.get()
+        draft.snapshot_version = snapshot.version
+        record, extras = self._fetch(snapshot, lib, key, decision.released, when)
+        payload = answers.build_payload(
+            request_id=draft.request_id, snapshot_version=snapshot.version, library=lib.name, record=record,
+            released=decision.released, department=call.caller.department, nonce=call.caller.nonce, key=key,
+            as_of=answers.json_value(when) if when else None, **extras)
+        if payload["found"]:
+            draft.outcome, draft.fields_released = ANSWERED, decision.released
+        else:
+            draft.outcome = NOT_FOUND if decision.released else NOT_ALLOWED
+        return self._jose(payload)
+
+    def _require_history(self, lib: Library) -> None:
+        if not self.snapshots.get().has(lib.name + "_history"):
+            raise AsOfUnavailable(f"this snapshot keeps no history of {lib.name}; ask without as_of")
+
+    def batch(self, call: Call) -> Response:
+        req = parse(BatchLookupRequest, call.body)
+        draft = call.draft
+        draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
+        draft.fields_requested = tuple(req.fields) if req.fields is not None else None
+        if len(req.keys) > self.api.max_batch:
+            raise PayloadTooLarge(f"a batch holds at most {self.api.max_batch} keys", code="batch_too_large")
+        keys = []
+        for i, raw in enumerate(req.keys):
+            try:
+                keys.append(normalise_key(req.library, raw))
+            except InvalidIdentifier as exc:
+                raise InvalidRequest(f"keys[{i}]: {exc}") from None
+        self._charge(call, len(keys))
+        lib = library(req.library)
+        decision = self._access(call, lib, req.purpose, req.fields)
+        when = self._as_of(req.as_of)
+        if when is not None:
+            self._require_history(lib)
+        snapshot = self.snapshots.get()
+        draft.snapshot_version = snapshot.version
+        results, items = [], []
+        for key in keys:
+            record, extras = self._fetch(snapshot, lib, key, decision.released, when)
+            result = answers.record_result(key, record, decision.released, **extras)
+            results.append(result)
+            outcome = ANSWERED if result["found"] else (NOT_FOUND if decision.released else NOT_ALLOWED)
+            items.append(AuditItem(key, outcome, decision.released if result["found"] else ()))
+        draft.items = items
+        payload = answers.envelope(request_id=draft.request_id, snapshot_version=snapshot.version,
+                                   department=call.caller.department, nonce=call.caller.nonce)
+        payload.update(library=lib.name, results=results)
+        if when is not None:
+            payload["as_of"] = answers.json_value(when)
+        return self._jose(payload)
+
+    # ----- verification without disclosure ----------------------------------------------------------------
+
+    def _verification(self, call: Call, question: str, subject: dict[str, str], on: dt.date, answer: bool,
+                      snapshot: PublishedSnapshot) -> Response:
+        payload = answers.envelope(request_id=call.draft.request_id, snapshot_version=snapshot.version,
+                                   department=call.caller.department, nonce=call.caller.nonce)
+        payload.update(question=question, subject=subject, on=on.isoformat(), answer=answer)
+        return self._jose(payload)
+
+    def _record_on(self, snapshot: PublishedSnapshot, lib: Library, key: str,
+                   on: dt.date) -> tuple[dict[str, Any] | None, bool]:
+        """The record as it stood on ``on`` and True, or today's record and False when no history is kept."""
+        if on >= self.today():
+            return snapshot.lookup(lib.name, key), True
+        if snapshot.has(lib.name + "_history"):
+            return snapshot.lookup_as_of(lib.name, key, self._as_of(on)), True  # type: ignore[arg-type]
+        return snapshot.lookup(lib.name, key), False
+
+    def verify_licence(self, call: Call) -> Response:
+        req = parse(LicenceCheck, call.body)
+        draft = call.draft
+        draft.library, draft.purpose, draft.case_number = "licence", req.purpose, req.case_number
+        number = normalise_key("licence", req.licence_number)
+        holder = req.holder_id.strip().upper()
+        with contextlib.suppress(InvalidIdentifier):  # an ID number or a credit code: canonical if it is either
+            holder = normalise_key("population" if len(holder) in (15, 18) and holder[:17].isdigit() else "legal_person",
+                                   holder)
+        on = req.on or self.today()
+        if on > self.today():
+            raise InvalidRequest("on: the day asked about must not be in the future")
+        self._charge(call, 1)
+        snapshot = self.snapshots.get()
+        draft.snapshot_version = snapshot.version
+        record, as_it_stood = self._record_on(snapshot, library("licence"), number, on)
+        valid = record is not None and record.get("holder_id") == holder and licence_valid_on(record, on, as_it_stood)
+        draft.reason = "verification only: no field released"
+        draft.fields_released = ("verification:licence_valid",)
+        draft.items = [AuditItem(number, VERIFIED, draft.fields_released), AuditItem(holder, VERIFIED, draft.fields_released)]
+        return self._verification(call, "licence_valid", {"licence_number": number, "holder_id": holder}, on, valid,
+                                  snapshot)
+
+    def verify_existence(self, call: Call) -> Response:
+        req = parse(ExistenceCheck, call.body)
+        draft = call.draft
+        draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
+        key = draft.key = normalise_key(req.library, req.key)
+        on = req.on or self.today()
+        if on > self.today():
+            raise InvalidRequest("on: the day asked about must not be in the future")
+        self._charge(call, 1)
+        snapshot = self.snapshots.get()
+        draft.snapshot_version = snapshot.version
+        lib = library(req.library)
+        if on < self.today() and not snapshot.has(lib.name + "_history"):
+            raise AsOfUnavailable(f"this snapshot keeps no history of {lib.name}; ask about today")
+        record, _ = self._record_on(snapshot, lib, key, on)
+        column, active_values = ACTIVE[lib.name]
+        answer = record is not None and record.get(column) in active_values
+        draft.reason = "verification only: no field released"
+        draft.outcome, draft.fields_released = VERIFIED, ("verification:exists_active",)
+        return self._verification(call, "exists_and_active", {"library": lib.name, "key": key}, on, answer, snapshot)
+
+    # ----- what a department may know about the hub and itself ---------------------------------------------
+
+    def catalogue(self, call: Call) -> Response:
+        draft = call.draft
+        draft.outcome, draft.reason = ANSWERED, "catalogue"
+        grants = self.registry.all_grants(call.caller.department, draft.at)
+        used = self.audit.quota_used.get((call.caller.department, draft.at.astimezone(dt.UTC).date()))
+        body = {
+            "department": call.caller.department,
+            "libraries": [
+                {"name": lib.name, "label": lib.label, "description": lib.description, "key": lib.key,
+                 "fields": [{"name": f.name, "label": f.label, "type": f.type, "sharing": f.sharing.value,
+                             "personal_data": f.personal.value} for f in data_fields(lib)],
+                 "provenance": "each released value carries source_department and updated_at"}
+                for lib in LIBRARIES.values()
+            ],
+            "grants": [{"id": g.id, "library": g.library, "fields": list(g.field_names), "purpose": g.purpose,
+                        "expires_at": answers.json_value(g.expires_at)} for g in grants],
+            "purposes": sorted({g.purpose for g in grants}),
+            "limits": {"rate_per_second": call.limits.rate_per_second, "burst": call.limits.burst,
+                       "daily_quota": call.limits.daily_quota, "used_today": used},
+            "verification": "POST /v1/verify/licence and /v1/verify/existence answer yes/no to any registered "
+                            "department; they release no field",
+            "how_to_apply": self.api.apply_instructions,
+        }
+        return JSONResponse(body)
+
+    async def usage(self, call: Call) -> Response:
+        draft = call.draft
+        draft.outcome, draft.reason = ANSWERED, "own usage figures"
+        since = call.request.query_params.get("since")
+        try:
+            start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), tzinfo=self.tz) if since else None
+        except ValueError:
+            raise InvalidRequest("since must be a date (YYYY-MM-DD)") from None
+        rows = await run_in_threadpool(self.audit.usage, department=call.caller.department, since=start)
+        return JSONResponse({"department": call.caller.department, "since": since, "figures": rows})
+
+    async def access_log(self, call: Call) -> Response:
+        if call.caller.department not in self.api.citizen_portals:
+            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
+        req = parse(AccessLogRequest, call.body)
+        draft = call.draft
+        draft.library, draft.purpose, draft.case_number = "population", req.purpose, req.case_number
+        key = draft.key = normalise_key("population", req.id_number)
+        since = dt.datetime.combine(req.since, dt.time(), tzinfo=self.tz) if req.since else None
+        rows = await run_in_threadpool(self.audit.access_log, key, since=since)
+        names = self.registry.department_names()
+        entries = [{"at": answers.json_value(r.at), "department": r.department,
+                    "department_name": names.get(r.department or "", r.department), "purpose": r.purpose,
+                    "library": r.library, "operation": r.operation,
+                    "fields": [f for f in r.fields_released.split(",") if f]}
+                   for r in rows if r.operation != "access_log"]
+        draft.outcome, draft.reason = ANSWERED, f"access log of {len(entries)} entries"
+        draft.fields_released = ("access_log",)
+        draft.library = "access_log"  # not a lookup of the person's record: kept out of their own log
+        payload = answers.envelope(request_id=draft.request_id, snapshot_version=None,
+                                   department=call.caller.department, nonce=call.caller.nonce)
+        payload.update(key=key, since=req.since.isoformat() if req.since else None, entries=entries)
+        return self._jose(payload)
+
+
+def _status_on(record: dict[str, Any], on: dt.date, as_it_stood: bool) -> str | None:
+    """The licence's status on ``on``: the record's own if it is as it stood then, else from its status history."""
+    if as_it_stood:
+        return record.get("status")
+    history = record.get("status_history")
+    if isinstance(history, str):
+        try:
+            history = json.loads(history)
+        except ValueError:
+            history = None
+    if isinstance(history, list) and history:
+        best: tuple[dt.date, str] | None = None
+        for entry in history:
+            if not isinstance(entry, dict) or "status" not in entry:
+                continue
+            raw = next((entry[k] for k in ("date", "on", "at", "since", "from") if entry.get(k)), None)
+            try:
+                when = dt.date.fromisoformat(str(raw)[:10])
+            except ValueError:
+                continue
+            if when <= on and (best is None or when >= best[0]):
+                best = (when, entry["status"])
+        return best[1] if best else None
+    status, status_date = record.get("status"), record.get("status_date")
+    if status_date is None or status_date <= on:
+        return status
+    # Without a history, today's status is known to hold only from its own date on; before an expiry the
+    # licence was in force (expiry is the end of its validity period), before anything else it is unknown.
+    return "issued" if status == "expired" else None
+
+
+def licence_valid_on(record: dict[str, Any], on: dt.date, as_it_stood: bool) -> bool:
+    """Whether a licence record was in force on ``on``: a valid status and ``on`` within its validity period."""
+    start, end = record.get("valid_from"), record.get("valid_to")
+    if start is None or on < start or (end is not None and on > end):
+        return False
+    return _status_on(record, on, as_it_stood) in VALID_LICENCE_STATUSES
