@@ -20,7 +20,7 @@ import duckdb
 from hub.errors import PublishError
 from schemas import LIBRARIES
 from schemas.derive import duckdb_ddl
-from warehouse.published import CURRENT, DATABASE, MANIFEST, current_name
+from warehouse.published import CURRENT, DATABASE, MANIFEST, current_name, prepare
 
 _VERSION = re.compile(r"^v(\d{6})$")
 
@@ -80,6 +80,8 @@ def publish(work: duckdb.DuckDBPyConnection, snapshots_dir: Path, runs: list[str
         _fsync_dir(partial)
         final = snapshots_dir / version
         partial.rename(final)
+        # The API's memory-mapped serving files are built before the switch, so it swaps instantly.
+        prepare(final, manifest)
         switch_current(snapshots_dir, version)
     except (OSError, duckdb.Error) as exc:
         shutil.rmtree(partial, ignore_errors=True)
