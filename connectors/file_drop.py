@@ -55,6 +55,7 @@ from connectors.base import Connector, Extraction
 from connectors.config import SourceConfig
 from connectors.encodings import AUTO, BadLine, LineDecoder, UnreadableText, checked, line_breaks
 from hub.errors import ConfigError, SchemaDrift, SourceError, SourceUnavailable
+from hub.checksums import sha256_file
 
 MARKER = ".done"
 WORKBOOKS = (".xlsx", ".xlsm")
@@ -76,14 +77,6 @@ def _stat(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_size, st.st_mtime_ns
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Hashed:
@@ -275,7 +268,7 @@ class FileDropConnector(Connector):
             seen.append((taken["changed"]["size"], taken["changed"]["mtime_ns"]))
         if now is None or now in seen:
             return taken
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest == taken["sha256"]:  # touched, same bytes
             return {**taken, "mtime_ns": now[1]}
         version = {"size": now[0], "mtime_ns": now[1], "sha256": digest}

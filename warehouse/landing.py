@@ -7,7 +7,6 @@ that run started from; the source's watermark advances only once the folder is c
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import shutil
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from connectors.base import Connector, Extraction
 from warehouse.runs import get_watermark, record_run, set_watermark, utcnow
+from hub.checksums import sha256_file
 
 MANIFEST = "_manifest.json"
 DATA_FILE = "part-0.parquet"
@@ -92,14 +92,6 @@ class _BackgroundWriter:
                 future.exception()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _recover_watermark(engine: Engine, landing_dir: Path, source: str) -> str | None:
     # A crash between a complete landing and the watermark update leaves a landing that started
     # from the stored watermark: adopt its end, so those rows are not landed twice.
@@ -157,7 +149,7 @@ def land(source: str, connector: Connector, run_id: str, landing_dir: Path, engi
     if extraction.quarantined:
         (partial / "_quarantine.json").write_text(json.dumps(extraction.quarantined, ensure_ascii=False, default=str))
     manifest = LandingManifest(source=source, run_id=run_id, since=extraction.since, watermark=extraction.watermark,
-                               rows=rows, sha256=_sha256(partial / DATA_FILE), file=DATA_FILE,
+                               rows=rows, sha256=sha256_file(partial / DATA_FILE), file=DATA_FILE,
                                started_at=started.isoformat(), finished_at=utcnow().isoformat(),
                                quarantined=len(extraction.quarantined))
     (partial / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))

@@ -7,7 +7,6 @@ half-written folder is named ``.partial`` and removed by the next publish.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from hub.errors import PublishError
 from schemas import LIBRARIES
 from schemas.derive import duckdb_ddl
 from warehouse.published import CURRENT, DATABASE, MANIFEST, current_name, prepare
+from hub.checksums import sha256_file
 
 _VERSION = re.compile(r"^v(\d{6})$")
 
@@ -30,14 +30,6 @@ class PublishResult:
     version: str
     path: Path
     tables: dict[str, dict]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _next_version(snapshots_dir: Path) -> str:
@@ -105,7 +97,7 @@ def _write_tables(work: duckdb.DuckDBPyConnection, target: Path) -> dict[str, di
             db.execute(duckdb_ddl(lib))
             db.execute(f'INSERT INTO "{lib.table}" SELECT * FROM read_parquet(\'{parquet}\')')
             (rows,) = db.execute(f'SELECT count(*) FROM "{lib.table}"').fetchone()
-            tables[lib.name] = {"rows": rows, "parquet": parquet.name, "sha256": _sha256(parquet)}
+            tables[lib.name] = {"rows": rows, "parquet": parquet.name, "sha256": sha256_file(parquet)}
         db.execute("CHECKPOINT")
     finally:
         db.close()
