@@ -11,9 +11,6 @@ import datetime as dt
 import json
 import os
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.masking import mask_id
+from hub.serving import serving
 from hub.settings import Settings, get_settings
 
 console = Console()
@@ -63,37 +61,6 @@ def ensure_demo_department(settings: Settings) -> tuple[str, Path]:
     return kid, key_file
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class BackgroundServer:
-    """An ASGI app under a real uvicorn server in a thread: the demo's API and sample department services."""
-
-    def __init__(self, app, host: str, port: int):  # type: ignore[no-untyped-def]
-        import uvicorn
-
-        self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> BackgroundServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError(f"the server for {self.url} did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @contextlib.contextmanager
 def sample_registry(settings: Settings) -> Iterator[None]:
     """Serve the sample business registry's REST API while the pipeline runs, with a fresh bearer token.
@@ -104,12 +71,10 @@ def sample_registry(settings: Settings) -> Iterator[None]:
     from connectors.samples.business_registry import FOLDER, create_registry_app
 
     token = secrets.token_urlsafe(24)
-    host = "127.0.0.1"
-    app = create_registry_app(settings.samples_dir / FOLDER, token)
-    with BackgroundServer(app, host, _free_port(host)) as server:
+    with serving(create_registry_app(settings.samples_dir / FOLDER, token)) as url:
         variable = "AIRFLOW_CONN_HUB_BUSINESS_REGISTRY"
         previous = os.environ.get(variable)
-        os.environ[variable] = f"http://:{token}@{host}:{server.url.rsplit(':', 1)[1]}"
+        os.environ[variable] = url.replace("http://", f"http://:{token}@")
         try:
             yield
         finally:
@@ -162,8 +127,8 @@ def demo(
 
     from exchange_api.app import create_app
 
-    with BackgroundServer(create_app(settings), settings.api_host, _free_port(settings.api_host)) as server:
-        with HubClient(server.url, kid, key_file.read_bytes()) as client:
+    with serving(create_app(settings), settings.api_host) as url:
+        with HubClient(url, kid, key_file.read_bytes()) as client:
             answer = client.lookup("population", _sample_id(settings), DEMO_PURPOSE, "DEMO-2026-0001")
     _print_answer(answer)
     console.print("[green]The answer's JWS signature was verified against the hub's JWKS.[/]\n")

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
 import sqlite3
-import threading
-import time
 import unicodedata
 import uuid
 from collections import Counter, defaultdict
@@ -20,7 +17,6 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from stdnum.cn import ric, uscc
 
 from connectors.samples import DefectRates, SampleManifest, create_registry_app, generate_samples
@@ -28,6 +24,7 @@ from connectors.samples.licences import HEADERS
 from schemas.codes import LICENCE_TYPES
 from schemas.ids import ric_check_char
 from tests.conftest import MARIADB_URL, POSTGRES_URL
+from hub.serving import serving
 
 PEOPLE = 4_000
 ROWS_PER_FILE = 500  # small files: every drop is split into several
@@ -454,26 +451,6 @@ def test_ensure_samples_generates_once(settings):
 
 
 # --- the business registry's REST API ----------------------------------------------------------------------
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """``app`` under a real uvicorn server on a free 127.0.0.1 port, in a background thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")

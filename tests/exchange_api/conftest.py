@@ -6,9 +6,6 @@ import base64
 import datetime as dt
 import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import select
 
@@ -29,6 +25,7 @@ from exchange_api.registry import add_grant, add_key, register_department
 from hub.settings import Settings
 from schemas.ids import ric_check_char
 from tests.exchange_api import snapshots as snapshot_files
+from hub.serving import serving as running
 
 UTC = dt.UTC
 
@@ -82,29 +79,6 @@ def write_snapshot(snapshots_dir: Path, version: str, people: Sequence[dict[str,
 def switch_current(snapshots_dir: Path, version: str) -> None:
     """Point CURRENT at ``version`` by atomic rename, as a publish does."""
     snapshot_files.switch_current(snapshots_dir, version)
-
-
-@contextmanager
-def running(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a background thread; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @dataclass
