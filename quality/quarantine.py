@@ -1,0 +1,247 @@
+"""The quarantine: records that failed, with every reason, and the stewards' decisions on them.
+
+A quarantined record stays until a steward decides: ``release`` (after correction, or accepting it
+as it is) lets it re-enter staging on the source's next stage; ``reject`` closes it. Both record
+who and when. A record whose source later delivers a version that passes is closed as
+``superseded`` by the pipeline, with the run that superseded it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import duckdb
+import pyarrow as pa
+
+from hub.errors import ConfigError, HubError
+from schemas import LIBRARIES
+from schemas.derive import arrow_schema, duckdb_type
+
+OPEN, RELEASED, REJECTED, SUPERSEDED, HELD = "open", "released", "rejected", "superseded", "held"
+STAGES = ("connector", "row", "reference")
+
+
+class DecisionError(HubError):
+    """A steward's decision cannot be applied (unknown entry, already decided, correction still failing)."""
+
+
+def quarantine_rows(conn: duckdb.DuckDBPyConnection, library: str, source: str, run_id: str, failed: pa.Table,
+                    stage: str = "row") -> int:
+    """Insert the failed records (canonical columns, lineage, ``reasons``); returns how many."""
+    if failed.num_rows == 0:
+        return 0
+    conn.register("rejected_rows", failed)
+    try:
+        record_cols = [c for c in failed.column_names if c not in ("reasons", "_file", "_line")]
+        struct = ", ".join(f"'{c}': \"{c}\"" for c in record_cols)
+        file_col = '"_file"' if "_file" in failed.column_names else "NULL"
+        line_col = '"_line"' if "_line" in failed.column_names else "NULL"
+        conn.execute(
+            "INSERT INTO quarantine (library, source, run_id, source_record_id, file, line, reasons, record, stage) "
+            f"SELECT ?, ?, ?, source_record_id, {file_col}, {line_col}, reasons, to_json({{{struct}}}), ? FROM rejected_rows",
+            [library, source, run_id, stage],
+        )
+    finally:
+        conn.unregister("rejected_rows")
+    return failed.num_rows
+
+
+def quarantine_unreadable(conn: duckdb.DuckDBPyConnection, library: str, source: str, run_id: str,
+                          entries: list[dict]) -> int:
+    """Rows the connector could not decode or parse: file, line, reason and the raw text as read."""
+    if not entries:
+        return 0
+    conn.executemany(
+        "INSERT INTO quarantine (library, source, run_id, source_record_id, file, line, reasons, record, stage) "
+        "VALUES (?, ?, ?, NULL, ?, ?, ?, ?, 'connector')",
+        [[library, source, run_id, e.get("file"), e.get("line"), [f"row: {e.get('reason') or 'unreadable'}"],
+          json.dumps({"raw": e.get("raw", "")}, ensure_ascii=False)] for e in entries])
+    return len(entries)
+
+
+def record_notes(conn: duckdb.DuckDBPyConnection, library: str, source: str, run_id: str, notes: pa.Table) -> None:
+    if notes.num_rows == 0:
+        return
+    conn.register("new_notes", notes)
+    try:
+        conn.execute("INSERT INTO quality_notes (library, source, run_id, source_record_id, file, line, rule, field, reason) "
+                     "SELECT ?, ?, ?, source_record_id, file, line, rule, field, reason FROM new_notes",
+                     [library, source, run_id])
+    finally:
+        conn.unregister("new_notes")
+
+
+def supersede(conn: duckdb.DuckDBPyConnection, source: str, run_id: str, passed: pa.Table) -> None:
+    """Close open entries of records that this landing delivered again and that passed this time."""
+    if passed.num_rows == 0:
+        return
+    flag = "_pass" in passed.column_names
+    conn.register("passed_ids", passed.select(["source_record_id", *(["_pass"] if flag else [])]))
+    try:
+        conn.execute("UPDATE quarantine SET status = 'superseded', decided_by = 'pipeline', decided_at = now(), "
+                     "note = 'run ' || ? || ' delivered a version that passed' "
+                     "WHERE source = ? AND status = 'open' AND stage = 'row' AND run_id <> ? "
+                     "AND source_record_id IN (SELECT source_record_id FROM passed_ids"
+                     + (" WHERE _pass)" if flag else ")"), [run_id, source, run_id])
+    finally:
+        conn.unregister("passed_ids")
+
+
+def _struct_type(library: str) -> str:
+    fields = ", ".join(f'"{f.name}": "{duckdb_type(f.type)}"' for f in LIBRARIES[library].fields)
+    return "{" + fields + "}"
+
+
+def released_records(conn: duckdb.DuckDBPyConnection, source: str, library: str) -> tuple[pa.Table, Callable[[], None]]:
+    """Released, not yet restaged row entries of ``source`` as canonical records (corrections applied), and the marker."""
+    lib = LIBRARIES[library]
+    rows = conn.execute("SELECT id FROM quarantine WHERE source = ? AND status = 'released' AND stage = 'row' "
+                        "AND restaged_at IS NULL", [source]).fetchall()
+    ids = [r[0] for r in rows]
+    if not ids:
+        return pa.table({}), lambda: None
+    struct = _struct_type(library)
+    names = ", ".join(f'r."{f.name}"' for f in lib.fields)
+    table = conn.sql(
+        f"SELECT {names}, file AS _file, line AS _line FROM (SELECT from_json(json_merge_patch(record, "
+        f"coalesce(corrections, '{{}}')), '{struct.replace(chr(39), chr(39) * 2)}') AS r, file, line FROM quarantine "
+        "WHERE id IN (SELECT unnest($ids::BIGINT[])))", params={"ids": ids}).to_arrow_table()
+    schema = arrow_schema(lib, include_metadata=True).remove_metadata()
+    columns = [table.column(f.name).cast(schema.field(f.name).type) for f in lib.fields]
+    records = pa.Table.from_arrays(columns + [table.column("_file"), table.column("_line").cast(pa.int64())],
+                                   names=[*lib.field_names, "_file", "_line"])
+
+    def mark() -> None:
+        conn.execute("UPDATE quarantine SET restaged_at = now() WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])
+
+    return records, mark
+
+
+# --- stewards' view and decisions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    library: str
+    source: str
+    run_id: str
+    source_record_id: str | None
+    file: str | None
+    line: int | None
+    stage: str
+    reasons: list[str]
+    status: str
+    record: dict[str, Any]
+    quarantined_at: dt.datetime
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    note: str | None
+    corrections: dict[str, Any] | None
+
+
+_COLUMNS = ("id, library, source, run_id, source_record_id, file, line, stage, reasons, status, record, "
+            "quarantined_at, decided_by, decided_at, note, corrections")
+
+
+def _entry(row: tuple) -> Entry:
+    values = list(row)
+    values[10] = json.loads(values[10]) if values[10] else {}
+    values[15] = json.loads(values[15]) if values[15] else None
+    return Entry(*values)
+
+
+def entries(conn: duckdb.DuckDBPyConnection, *, source: str | None = None, status: str | None = OPEN,
+            reason: str | None = None, run_id: str | None = None, limit: int = 50) -> list[Entry]:
+    """Quarantine entries, newest first, filtered."""
+    where, params = [], []
+    for column, value in (("source", source), ("status", status), ("run_id", run_id)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if reason:
+        where.append("list_contains(list_transform(reasons, r -> contains(r, ?)), true)")
+        params.append(reason)
+    sql = f"SELECT {_COLUMNS} FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY quarantined_at DESC, id LIMIT ?"
+    return [_entry(r) for r in conn.execute(sql, [*params, limit]).fetchall()]
+
+
+def entry(conn: duckdb.DuckDBPyConnection, entry_id: int) -> Entry:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM quarantine WHERE id = ?", [entry_id]).fetchone()
+    if row is None:
+        raise DecisionError(f"no quarantine entry {entry_id}")
+    return _entry(row)
+
+
+def _check_decidable(e: Entry) -> None:
+    if e.status != OPEN:
+        raise DecisionError(f"entry {e.id} is already {e.status}"
+                            + (f" (by {e.decided_by} at {e.decided_at:%Y-%m-%d %H:%M})" if e.decided_by else ""))
+
+
+def release(conn: duckdb.DuckDBPyConnection, entry_id: int, by: str, *, note: str | None = None,
+            corrections: dict[str, Any] | None = None,
+            recheck: Callable[[Entry, dict[str, Any]], list[str]] | None = None) -> Entry:
+    """Release an open entry (with optional corrections); it re-enters staging on the source's next stage.
+
+    ``recheck(entry, corrected_record)`` returns the row rules the corrected record still fails; a
+    release after correction is refused while there are any. A release without corrections is the
+    steward accepting the record as it is, and needs no recheck.
+    """
+    if not by.strip():
+        raise DecisionError("a decision needs the steward's name (--by)")
+    e = entry(conn, entry_id)
+    _check_decidable(e)
+    if e.stage == "connector":
+        raise DecisionError(f"entry {e.id} is a line the connector could not read: it has no record to release; "
+                            "have the department deliver it again, then reject this entry")
+    if corrections:
+        unknown = sorted(set(corrections) - set(LIBRARIES[e.library].field_names))
+        if unknown:
+            raise ConfigError(f"{e.library} has no field(s) {', '.join(unknown)}")
+        corrected = {**e.record, **corrections}
+        still = recheck(e, corrected) if recheck else []
+        if still:
+            raise DecisionError(f"entry {e.id} still fails after correction: {'; '.join(still)}")
+    conn.execute("UPDATE quarantine SET status = 'released', decided_by = ?, decided_at = now(), note = ?, "
+                 "corrections = ? WHERE id = ?",
+                 [by, note, json.dumps(corrections, ensure_ascii=False) if corrections else None, entry_id])
+    return entry(conn, entry_id)
+
+
+def reject(conn: duckdb.DuckDBPyConnection, entry_id: int, by: str, *, note: str | None = None) -> Entry:
+    """Mark an open entry rejected: it never enters staging."""
+    if not by.strip():
+        raise DecisionError("a decision needs the steward's name (--by)")
+    e = entry(conn, entry_id)
+    _check_decidable(e)
+    conn.execute("UPDATE quarantine SET status = 'rejected', decided_by = ?, decided_at = now(), note = ? WHERE id = ?",
+                 [by, note, entry_id])
+    return entry(conn, entry_id)
+
+
+def decide_batch(conn: duckdb.DuckDBPyConnection, source: str, run_id: str, status: str, by: str,
+                 note: str | None = None) -> None:
+    """Release or reject a held batch; the next stage of its source then stages it (or skips it)."""
+    if status not in (RELEASED, REJECTED):
+        raise DecisionError(f"a batch is released or rejected, not {status!r}")
+    if not by.strip():
+        raise DecisionError("a decision needs the steward's name (--by)")
+    row = conn.execute("SELECT status FROM batch_checks WHERE source = ? AND run_id = ?", [source, run_id]).fetchone()
+    if row is None:
+        raise DecisionError(f"no held batch {run_id} of {source}")
+    if row[0] != HELD:
+        raise DecisionError(f"batch {run_id} of {source} is already {row[0]}")
+    conn.execute("UPDATE batch_checks SET status = ?, decided_by = ?, decided_at = now(), note = ? "
+                 "WHERE source = ? AND run_id = ?", [status, by, note, source, run_id])
+
+
+def counts_by_reason(conn: duckdb.DuckDBPyConnection, status: str = OPEN) -> list[tuple[str, str, str, int]]:
+    """(library, source, reason, open entries) for every reason (an entry counts once per reason it has)."""
+    return conn.execute(
+        "SELECT library, source, r AS reason, count(*) FROM (SELECT library, source, unnest(reasons) AS r "
+        "FROM quarantine WHERE status = ?) GROUP BY ALL ORDER BY 4 DESC", [status]).fetchall()
