@@ -69,6 +69,7 @@ class SourceConfig(BaseModel):
     # fields here; every record also gets the shared ``fields``.
     records: list[dict[str, FieldMap]] = []
     options: dict[str, Any] = {}
+    quality: dict[str, Any] = {}  # department quality rules, in the shape of quality.config.SourceRules
 
     @field_validator("fields", mode="before")
     @classmethod

@@ -9,7 +9,8 @@
     │   ├── SourceUnavailable     unreachable or timed out: retry later
     │   └── SchemaDrift           the source's answer changed shape
     ├── PipelineError             a pipeline step could not complete
-    │   └── PublishError          a snapshot could not be written or switched
+    │   ├── PublishError          a snapshot could not be written or switched
+    │   └── QualityGateFailed     publication refused by the quality gate (lists every reason)
     ├── SnapshotError             no usable published snapshot
     └── ApiError                  an exchange-API refusal: HTTP status + stable code
         ├── AuthError             401: signature, key, digest, time window or nonce
@@ -62,6 +63,15 @@ class PipelineError(HubError):
 
 class PublishError(PipelineError):
     """A snapshot could not be written or switched; the previous one keeps serving."""
+
+
+class QualityGateFailed(PipelineError):
+    """Publication refused by the quality gate; ``reasons`` says why. The previous snapshot keeps serving."""
+
+    def __init__(self, reasons: list[str]):
+        self.reasons = list(reasons)
+        super().__init__("publication refused by the quality gate; the previous snapshot keeps serving: "
+                         + "; ".join(self.reasons))
 
 
 class SnapshotError(HubError):

@@ -14,7 +14,8 @@ from connectors.mapping import to_canonical
 from connectors.registry import build_connector
 from hub.db import metadata_engine
 from hub.settings import get_settings
-from quality.gate import QualityGateFailed, SourceGate, assert_publishable
+from hub.errors import QualityGateFailed
+from quality.gate import SourceGate, assert_publishable
 from quality.tables import check_tables
 from schemas import library
 from warehouse.landing import LandingManifest, land
@@ -79,7 +80,8 @@ def reconcile_and_publish(run_id: str) -> PublishResult:
         with open_work(settings.warehouse_dir) as conn:
             assert_publishable(conn)
             for name in libraries:
-                build_golden(conn, name)
+                masters = [n for n, cfg in sources().items() if cfg.library == name and cfg.role == "master"]
+                build_golden(conn, name, masters)
             tables = check_tables(conn, run_id, libraries)
             if tables.blocking:
                 raise QualityGateFailed(tables.blocking)

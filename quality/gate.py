@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.config import SourceConfig
-from hub.errors import PipelineError
+from hub.errors import QualityGateFailed
 from quality import batch as batch_rules
 from quality.config import SourceRules
 from quality.engine import Batch, Outcome, evaluate, reasons_of, statistics
@@ -31,15 +31,6 @@ if TYPE_CHECKING:
 
 REASONS = "reasons"
 LINEAGE_COLUMNS = ("_file", "_line")
-
-
-class QualityGateFailed(PipelineError):
-    """Publication refused by the quality gate; ``reasons`` says why. The previous snapshot keeps serving."""
-
-    def __init__(self, reasons: list[str]):
-        self.reasons = list(reasons)
-        super().__init__("publication refused by the quality gate; the previous snapshot keeps serving: "
-                         + "; ".join(self.reasons))
 
 
 PASS = "_pass"  # the flag column: staging takes the rows where it is true (no copy of the batch)

@@ -34,5 +34,9 @@ def _assets(condition) -> list:
 def test_publish_dag_is_scheduled_on_staged_data_not_the_clock():
     dag = _bag().dags["reconcile_publish"]
     assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
-    assert {a.uri for a in _assets(dag.timetable.asset_condition)} == {"hub://staging/household"}
+    from hub import jobs
+
+    expected = {f"hub://staging/{name}" for name in jobs.sources()}
+    assert "hub://staging/household" in expected
+    assert {a.uri for a in _assets(dag.timetable.asset_condition)} == expected
     assert dag.get_task("reconcile_and_publish").outlets[0].uri == "hub://snapshots/current"
