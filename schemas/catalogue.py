@@ -41,6 +41,8 @@ class Field:
     code_table: str | None = None  # name of a table in schemas.codes
     validator: str | None = None  # "resident_id" or "credit_code"
     metadata: bool = False  # record metadata, filled by the hub, not by departments
+    # Values that, once an authority records them, win over newer ones: life events are irreversible.
+    terminal: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:

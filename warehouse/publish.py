@@ -101,7 +101,29 @@ def _write_tables(work: duckdb.DuckDBPyConnection, target: Path) -> dict[str, di
         db.execute("CHECKPOINT")
     finally:
         db.close()
+    tables.update(_write_side_tables(work, target, golden))
     return tables
+
+
+def _write_side_tables(work: duckdb.DuckDBPyConnection, target: Path, present: set[str]) -> dict[str, dict]:
+    """The conflict register and per-field provenance of every library, for the exchange API."""
+    selects = {
+        "conflicts": "SELECT '{lib}' AS library, key, field, golden_value, rule, \"values\" FROM \"{table}\"",
+        "provenance": "SELECT '{lib}' AS library, key, field, source_department, source_record_id, updated_at, "
+                      "verified, rule FROM \"{table}\"",
+    }
+    written = {}
+    for side, select in selects.items():
+        parts = [select.format(lib=lib.name, table=f"golden_{lib.name}_{side}") for lib in LIBRARIES.values()
+                 if f"golden_{lib.name}_{side}" in present]
+        if not parts:
+            continue
+        parquet = target / f"{side}.parquet"
+        work.execute(f"COPY ({' UNION ALL '.join(parts)} ORDER BY library, key, field) TO '{parquet}' "
+                     "(FORMAT parquet, COMPRESSION zstd)")
+        (rows,) = work.execute(f"SELECT count(*) FROM '{parquet}'").fetchone()
+        written[f"_{side}"] = {"rows": rows, "parquet": parquet.name, "sha256": sha256_file(parquet)}
+    return written
 
 
 def prune(snapshots_dir: Path, keep: int) -> list[str]:
