@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy.orm import Session
 
 from hub.settings import get_settings
 
@@ -41,6 +44,18 @@ def _sessions():  # type: ignore[no-untyped-def]
     return exchange_sessions(get_settings())
 
 
+@contextlib.contextmanager
+def _registry() -> Iterator[Session]:
+    """One metadata transaction for a registry command; its refusals print every problem and exit 1."""
+    from exchange_api.registry import RegistryError
+
+    try:
+        with _sessions().begin() as session:
+            yield session
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+
+
 def _fail(exc: Exception) -> typer.Exit:
     problems = getattr(exc, "problems", None) or [str(exc)]
     for problem in problems:
@@ -57,15 +72,12 @@ def register_department(
     not_after: Annotated[dt.datetime | None, typer.Option(help="Key valid until (UTC).")] = None,
 ) -> None:
     """Register a department and its first public key; prints the key id its requests must use."""
-    from exchange_api.registry import RegistryError, add_key, register_department as register
+    from exchange_api.registry import add_key, register_department as register
 
-    try:
-        with _sessions().begin() as session:
-            register(session, code, name)
-            key = add_key(session, code, public_key_file.read_bytes(), kid=kid, not_after=_utc(not_after))
-            kid = key.kid
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    with _registry() as session:
+        register(session, code, name)
+        key = add_key(session, code, public_key_file.read_bytes(), kid=kid, not_after=_utc(not_after))
+        kid = key.kid
     console.print(f"registered [bold]{code}[/] with key id [bold]{kid}[/]")
 
 
@@ -76,25 +88,19 @@ def add_key(
     not_after: Annotated[dt.datetime | None, typer.Option(help="Key valid until (UTC).")] = None,
 ) -> None:
     """Add another public key to a registered department (key rollover)."""
-    from exchange_api.registry import RegistryError, add_key as add
+    from exchange_api.registry import add_key as add
 
-    try:
-        with _sessions().begin() as session:
-            kid = add(session, department, public_key_file.read_bytes(), kid=kid, not_after=_utc(not_after)).kid
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    with _registry() as session:
+        kid = add(session, department, public_key_file.read_bytes(), kid=kid, not_after=_utc(not_after)).kid
     console.print(f"added key [bold]{kid}[/] to {department}")
 
 
 def retire_key(kid: Annotated[str, typer.Argument(help="Key id to retire now.")]) -> None:
     """Retire a department key: requests signed with it are refused from now on."""
-    from exchange_api.registry import RegistryError, retire_key as retire
+    from exchange_api.registry import retire_key as retire
 
-    try:
-        with _sessions().begin() as session:
-            retire(session, kid)
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    with _registry() as session:
+        retire(session, kid)
     console.print(f"retired key {kid}")
 
 
@@ -107,14 +113,11 @@ def grant(
     approved_by: Annotated[str, typer.Option("--approved-by", help="Who approved it (owning department).")],
 ) -> None:
     """Record an approved conditional-sharing grant."""
-    from exchange_api.registry import RegistryError, add_grant
+    from exchange_api.registry import add_grant
 
-    try:
-        with _sessions().begin() as session:
-            row = add_grant(session, department, library, fields.split(","), purpose, _utc(expiry), approved_by)
-            grant_id, granted = row.id, row.fields
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    with _registry() as session:
+        row = add_grant(session, department, library, fields.split(","), purpose, _utc(expiry), approved_by)
+        grant_id, granted = row.id, row.fields
     console.print(f"grant {grant_id}: {department} may receive {library}.{{{granted}}} for {purpose} until {expiry:%Y-%m-%d}")
 
 
@@ -128,13 +131,10 @@ def rotate_hub_key() -> None:
 
 def revoke_grant(grant_id: Annotated[int, typer.Argument(help="Grant number, as printed by `hub grant`.")]) -> None:
     """Revoke a grant: its fields are withheld from now on (within the API's registry cache time)."""
-    from exchange_api.registry import RegistryError, revoke_grant as revoke
+    from exchange_api.registry import revoke_grant as revoke
 
-    try:
-        with _sessions().begin() as session:
-            revoke(session, grant_id)
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    with _registry() as session:
+        revoke(session, grant_id)
     console.print(f"revoked grant {grant_id}")
 
 
@@ -145,13 +145,10 @@ def set_limits(
     daily_quota: Annotated[int | None, typer.Option(help="Records per UTC day across all API processes.")] = None,
 ) -> None:
     """Set a department's rate limit and daily quota (options left out take the HUB_API_* defaults)."""
-    from exchange_api.registry import RegistryError, set_limits as store
+    from exchange_api.registry import set_limits as store
 
-    try:
-        with _sessions().begin() as session:
-            store(session, department, rate_per_second=rate, burst=burst, daily_quota=daily_quota)
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    with _registry() as session:
+        store(session, department, rate_per_second=rate, burst=burst, daily_quota=daily_quota)
     console.print(f"limits of {department}: rate {rate or 'default'}/s, burst {burst or 'default'}, "
                   f"daily quota {daily_quota if daily_quota is not None else 'default'}")
 
