@@ -26,7 +26,6 @@ class Settings(BaseSettings):
     api_port: int = 8750
     snapshots_keep: int = Field(default=5, ge=1, description="Published snapshots kept besides CURRENT.")
     signature_window_seconds: int = Field(default=300, ge=1, description="Allowed age of a request's `created`.")
-    environment: str = Field(default="embedded", description="'embedded' or 'production'.")
     task_retries: int = Field(default=2, ge=0, description="Retries of each Airflow task.")
     task_retry_delay_seconds: float = Field(default=60, ge=0, description="First delay before a task retry.")
 
