@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     signature_window_seconds: int = Field(default=300, ge=1, description="Allowed age of a request's `created`.")
     task_retries: int = Field(default=2, ge=0, description="Retries of each Airflow task.")
     task_retry_delay_seconds: float = Field(default=60, ge=0, description="First delay before a task retry.")
+    warehouse_memory_limit: str = Field(
+        default="6GB", description="DuckDB memory limit of the pipeline's working database; beyond it DuckDB spills to disk."
+    )
 
     @field_validator("data_dir")
     @classmethod

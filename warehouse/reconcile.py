@@ -1,11 +1,20 @@
 """Reconcile: golden records from the staged records of every source, field by field.
 
 Each golden field comes from the department authoritative for it (declared in ``schemas/``); when
-the authorities are silent, from the most recent non-empty value of any source. Every field keeps
-its provenance (department, source record, last update, verified by its authority), and every
-field on which departments disagree is entered in the conflict register with all the values.
-Golden records exist for the keys the library's master sources know; other sources enrich them.
-Entity resolution of records without a usable key and history come with the reconciliation issue.
+the authorities are silent, from the most recent non-empty value of any source; a life event an
+authority recorded (a death) is final. Golden records exist for the keys the library's master
+sources know; other sources enrich them. Tables written to the working database:
+
+- ``golden_<library>``: one row per key; its ``source_department`` / ``source_record_id`` /
+  ``source_updated_at`` name the record's own (newest master) source record.
+- ``golden_<library>_provenance``: one row per field whose value came from another record than the
+  record's own (department, record, last update, verified by an authority, the rule that chose it).
+  Every other field came from the record's own source record, so the register stays the size of
+  the exceptions (millions of rows at 10 M people instead of a hundred million).
+- ``golden_<library>_conflicts``: every field on which departments disagree, each department with
+  its newest value (a department's own older records are history, not a disagreement).
+
+Everything is set-based: one aggregation over the staged records picks every field's winner at once.
 """
 
 from __future__ import annotations
@@ -16,10 +25,10 @@ from dataclasses import dataclass
 import duckdb
 
 from schemas import LIBRARIES
-from schemas.catalogue import Library
-from schemas.derive import duckdb_type
+from schemas.catalogue import Field, Library
 
 METADATA = ("source_department", "source_record_id", "source_updated_at", "ingested_at", "run_id")
+NEVER = "'-infinity'::TIMESTAMPTZ"  # a record without an update time loses to every dated one
 
 
 @dataclass(frozen=True)
@@ -29,81 +38,124 @@ class ReconcileResult:
     conflicts: int
 
 
-def _data_fields(lib: Library) -> list:
+def _data_fields(lib: Library) -> list[Field]:
     return [f for f in lib.fields if not f.metadata and f.name != lib.key]
 
 
-def _claims_sql(lib: Library, masters: Sequence[str] | None) -> str:
-    """Every non-empty staged value as one row: key, field, value (text), who said it, when, authority."""
-    parts = []
-    for f in _data_fields(lib):
-        authorities = ", ".join(f"'{a}'" for a in f.authorities) or "NULL"
-        terminal = ", ".join(f"'{v}'" for v in f.terminal) or "NULL"
-        parts.append(
-            f"SELECT \"{lib.key}\" AS key, '{f.name}' AS field, CAST(\"{f.name}\" AS VARCHAR) AS value, "
-            f"source_department, source_record_id, source_updated_at, _source, "
-            f"coalesce(source_department IN ({authorities}), false) AS verified, "
-            f"coalesce(CAST(\"{f.name}\" AS VARCHAR) IN ({terminal}), false) AS terminal "
-            f'FROM "staging_{lib.name}" WHERE "{lib.key}" IS NOT NULL AND "{f.name}" IS NOT NULL'
-        )
-    return " UNION ALL ".join(parts)
+def _in(values: Sequence[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values) or "NULL"
+
+
+def _verified(f: Field, alias: str = "s") -> str:
+    """SQL: the record's department is an authority for ``f``."""
+    return f"coalesce({alias}.source_department IN ({_in(f.authorities)}), false)"
+
+
+def _terminal(f: Field, alias: str = "s") -> str:
+    """SQL: the record's value of ``f`` is a final life event (e.g. deceased)."""
+    return f'coalesce(CAST({alias}."{f.name}" AS VARCHAR) IN ({_in(f.terminal)}), false)'
+
+
+def _rank(f: Field, alias: str = "s") -> str:
+    """SQL: the precedence of a record's value of ``f`` (greater wins): authority, its life event, recency, id."""
+    return (f"struct_pack(a := {_verified(f, alias)}, t := {_verified(f, alias)} AND {_terminal(f, alias)}, "
+            f"u := coalesce({alias}.source_updated_at, {NEVER}), r := {alias}.source_record_id, s := {alias}._source)")
+
+
+def _winner(f: Field) -> str:
+    return f'w."{f.name}"'
+
+
+def _rule(prefix: str) -> str:
+    return (f"CASE WHEN {prefix}.a AND {prefix}.t THEN 'life_event:' || {prefix}.d "
+            f"WHEN {prefix}.a THEN 'authority:' || {prefix}.d ELSE 'most_recent' END")
 
 
 def build_golden(conn: duckdb.DuckDBPyConnection, library: str, masters: Sequence[str] | None = None) -> ReconcileResult:
     """Replace ``golden_<library>`` and its provenance and conflict tables from the staged records."""
     lib = LIBRARIES[library]
-    staging = f'"staging_{lib.name}"'
-    only = f"WHERE _source IN ({', '.join('?' for _ in masters)})" if masters else ""
-    params = list(masters or [])
-    # The keys of the library, and the newest master record of each for the record metadata.
+    staging, key = f'"staging_{lib.name}"', lib.key
+    fields = _data_fields(lib)
+    only = f"_source IN ({_in(masters)}) AND " if masters else ""
+    meta = ", ".join(f"{m} := {m}" for m in METADATA)
+    # The library's keys, each with its newest master record (the record's own source record).
     conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE golden_keys AS SELECT \"{lib.key}\" AS key, "
-        + ", ".join(f'"{m}"' for m in METADATA)
-        + f' FROM {staging} {only} {"AND" if only else "WHERE"} "{lib.key}" IS NOT NULL '
-        f'QUALIFY row_number() OVER (PARTITION BY "{lib.key}" ORDER BY source_updated_at DESC NULLS LAST, '
-        "source_record_id DESC) = 1",
-        params,
+        f'CREATE OR REPLACE TEMP TABLE golden_keys AS SELECT "{key}" AS key, '
+        f"arg_max(struct_pack({meta}), struct_pack(u := coalesce(source_updated_at, {NEVER}), "
+        f"r := source_record_id, s := _source)) AS m "
+        f'FROM {staging} WHERE {only}"{key}" IS NOT NULL GROUP BY "{key}"'
     )
-    # Precedence: an authority's value first (a life event it recorded before any other), then the
-    # most recent; ties broken by record id, so the same inputs always give the same golden record.
+    # Every field's winner in one pass; min <> max flags the fields whose records differ at all.
+    picks = []
+    for f in fields:
+        col = f's."{f.name}"'
+        picks.append(
+            f"arg_max(struct_pack(v := {col}, d := s.source_department, r := s.source_record_id, "
+            f"u := s.source_updated_at, a := {_verified(f)}, t := {_terminal(f)}), {_rank(f)}) "
+            f'FILTER (WHERE {col} IS NOT NULL) AS "{f.name}", '
+            f'min({col}) IS DISTINCT FROM max({col}) AS "{f.name}__differs"'
+        )
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE claims AS SELECT c.*, row_number() OVER (PARTITION BY c.key, c.field "
-        "ORDER BY c.verified DESC, c.verified AND c.terminal DESC, c.source_updated_at DESC NULLS LAST, "
-        "c.source_record_id DESC) AS rank "
-        f"FROM ({_claims_sql(lib, masters)}) c SEMI JOIN golden_keys g ON c.key = g.key"
+        f'CREATE OR REPLACE TEMP TABLE winners AS SELECT s."{key}" AS key, {", ".join(picks)} '
+        f'FROM {staging} s SEMI JOIN golden_keys g ON s."{key}" = g.key GROUP BY s."{key}"'
     )
-    conn.execute(
-        f'CREATE OR REPLACE TABLE "golden_{lib.name}_provenance" AS SELECT key, field, value, source_department, '
-        "source_record_id, source_updated_at AS updated_at, verified, "
-        "CASE WHEN verified AND terminal THEN 'life_event:' || source_department "
-        "WHEN verified THEN 'authority:' || source_department ELSE 'most_recent' END AS rule "
-        "FROM claims WHERE rank = 1"
-    )
-    conn.execute(
-        f'CREATE OR REPLACE TABLE "golden_{lib.name}_conflicts" AS '
-        "SELECT c.key, c.field, w.value AS golden_value, w.rule, "
-        "to_json(list({'value': c.value, 'source_department': c.source_department, "
-        "'source_record_id': c.source_record_id, 'updated_at': c.source_updated_at} "
-        "ORDER BY c.rank)) AS \"values\" "
-        f'FROM claims c JOIN "golden_{lib.name}_provenance" w USING (key, field) '
-        "GROUP BY c.key, c.field, w.value, w.rule HAVING count(DISTINCT c.value) > 1"
-    )
-    columns = [f'g.key AS "{lib.key}"']
+    columns = []
     for f in lib.fields:
-        if f.name == lib.key:
-            continue
-        if f.metadata:
-            columns.append(f'g."{f.name}"')
+        if f.name == key:
+            columns.append(f'g.key AS "{key}"')
+        elif f.metadata:
+            columns.append(f'g.m.{f.name} AS "{f.name}"')
         else:
-            columns.append(f"CAST(max(p.value) FILTER (WHERE p.field = '{f.name}') AS {duckdb_type(f.type)}) "
-                           f'AS "{f.name}"')
-    meta = ", ".join(f'g."{m}"' for m in METADATA)
-    conn.execute(
-        f'CREATE OR REPLACE TABLE "golden_{lib.name}" AS SELECT {", ".join(columns)} FROM golden_keys g '
-        f'LEFT JOIN "golden_{lib.name}_provenance" p ON p.key = g.key GROUP BY g.key, {meta}'
-    )
-    order = ", ".join(f'"{f.name}"' for f in lib.fields)
-    conn.execute(f'CREATE OR REPLACE TABLE "golden_{lib.name}" AS SELECT {order} FROM "golden_{lib.name}"')
+            columns.append(f'w."{f.name}".v AS "{f.name}"')
+    conn.execute(f'CREATE OR REPLACE TABLE "golden_{lib.name}" AS SELECT {", ".join(columns)} '
+                 "FROM golden_keys g LEFT JOIN winners w USING (key)")
+    _provenance(conn, lib, fields)
+    _conflicts(conn, lib, fields)
     (count,) = conn.execute(f'SELECT count(*) FROM "golden_{lib.name}"').fetchone()
     (conflicts,) = conn.execute(f'SELECT count(*) FROM "golden_{lib.name}_conflicts"').fetchone()
     return ReconcileResult(lib.name, count, conflicts)
+
+
+def _provenance(conn: duckdb.DuckDBPyConnection, lib: Library, fields: list[Field]) -> None:
+    """The fields whose winner is not the record's own source record."""
+    parts = [
+        f"SELECT key, '{f.name}' AS field, CAST(w.\"{f.name}\".v AS VARCHAR) AS value, w.\"{f.name}\".d AS source_department, "
+        f'w."{f.name}".r AS source_record_id, w."{f.name}".u AS updated_at, w."{f.name}".a AS verified, '
+        f"{_rule(_winner(f))} AS rule FROM winners w JOIN golden_keys g USING (key) "
+        f'WHERE w."{f.name}" IS NOT NULL AND (w."{f.name}".r IS DISTINCT FROM g.m.source_record_id '
+        f'OR w."{f.name}".d IS DISTINCT FROM g.m.source_department)'
+        for f in fields
+    ]
+    conn.execute(f'CREATE OR REPLACE TABLE "golden_{lib.name}_provenance" AS {" UNION ALL ".join(parts)}')
+
+
+def _conflicts(conn: duckdb.DuckDBPyConnection, lib: Library, fields: list[Field]) -> None:
+    """The register: fields where the departments' newest values differ, with every department's value."""
+    staging, key = f'"staging_{lib.name}"', lib.key
+    disputed = [
+        f"SELECT key, '{f.name}' AS field, CAST(w.\"{f.name}\".v AS VARCHAR) AS golden_value, "
+        f'{_rule(_winner(f))} AS rule FROM winners w WHERE "{f.name}__differs"'
+        for f in fields
+    ]
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE disputed AS {' UNION ALL '.join(disputed)}")
+    claims = [
+        f"SELECT d.key, d.field, CAST(s.\"{f.name}\" AS VARCHAR) AS value, s.source_department, s.source_record_id, "
+        f"s.source_updated_at, {_rank(f)} AS rank FROM {staging} s JOIN disputed d "
+        f"ON d.key = s.\"{key}\" AND d.field = '{f.name}' WHERE s.\"{f.name}\" IS NOT NULL"
+        for f in fields
+    ]
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE department_claims AS SELECT * FROM ({' UNION ALL '.join(claims)}) "
+        "QUALIFY row_number() OVER (PARTITION BY key, field, source_department ORDER BY rank.u DESC, rank.r DESC, "
+        "rank.s DESC) = 1"
+    )
+    conn.execute(
+        f'CREATE OR REPLACE TABLE "golden_{lib.name}_conflicts" AS '
+        "SELECT c.key, c.field, d.golden_value, d.rule, "
+        "to_json(list({'value': c.value, 'source_department': c.source_department, "
+        "'source_record_id': c.source_record_id, 'updated_at': c.source_updated_at} ORDER BY c.rank DESC)) AS \"values\" "
+        "FROM department_claims c JOIN disputed d USING (key, field) "
+        "GROUP BY c.key, c.field, d.golden_value, d.rule HAVING count(DISTINCT c.value) > 1"
+    )
+    conn.execute("DROP TABLE disputed")
+    conn.execute("DROP TABLE department_claims")

@@ -71,7 +71,10 @@ SCHEMA = [
 def open_work(warehouse_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The working database, read-write; DuckDB's file lock keeps it to one writer process."""
     warehouse_dir.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(warehouse_dir / WORK_DB))
+    from hub.settings import get_settings
+
+    # A memory limit keeps a 10-million-row reconcile within the machine: DuckDB spills beyond it.
+    conn = duckdb.connect(str(warehouse_dir / WORK_DB), config={"memory_limit": get_settings().warehouse_memory_limit})
     try:
         for ddl in SCHEMA:
             conn.execute(ddl)
