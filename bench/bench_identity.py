@@ -1,0 +1,113 @@
+"""Benchmark of identity resolution: ``python bench/bench_identity.py [--people 1000000] [--rate 0.01]``.
+
+Generates the sample world with every defect switched on (each at ``--rate``), lands and stages the
+three population sources (household registration, marriages, deaths) through the jobs the DAGs
+call, then runs ``warehouse.identity.resolve_identities`` in a fresh process and prints its wall time
+and peak memory (RSS), the records considered, and the accuracy measured against the generator's
+ground truth. ``--keep`` reuses a staged ``--work`` folder (the resolution runs on a copy).
+
+Pairwise precision and recall (``tests/warehouse/identity_truth.py``): ``U`` are the records
+identity resolution considered (quarantined, the ID number their only fault: empty or invalid),
+``K`` the staged records carrying a valid ID number of their own. A record's predicted entity is its
+own ID number (``K``) or the entity it was linked to (``U``; none while unlinked); its true entity
+is the person the generator made it from. Over all pairs of distinct records with at least one in
+``U`` (links from ``U`` to keyed entities, and ``U`` records resolved to the same entity):
+precision = pairs predicted to share an entity that truly do / pairs predicted to share one;
+recall = pairs truly sharing an entity that are predicted to / pairs truly sharing one; F1 their
+harmonic mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere in the checkout
+
+SOURCES = ("household", "marriages", "deaths")
+
+
+def _environment(data: Path) -> None:
+    os.environ["HUB_DATA_DIR"] = str(data)
+    os.environ["HUB_SOURCES_FILE"] = str(Path(__file__).resolve().parent.parent / "connectors/config/sample_sources.yaml")
+
+
+def _stage(data: Path, people: int, rate: float, seed: int) -> None:
+    """Child process: generate, land and stage the population sources."""
+    _environment(data)
+    from connectors.samples import DefectRates, generate_samples
+    from hub import jobs
+    from hub.settings import get_settings
+
+    started = time.perf_counter()
+    generate_samples(get_settings().samples_dir, people, seed=seed, rates=DefectRates.uniform(rate))
+    print(f"generated {people:,} people in {time.perf_counter() - started:.1f} s", flush=True)
+    for name in SOURCES:
+        started = time.perf_counter()
+        jobs.ingest(name, "bench-1")
+        result = jobs.stage(name)
+        print(f"staged {name}: {result.staged:,} staged, {result.quarantined:,} quarantined "
+              f"in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def _resolve(work: Path, out: multiprocessing.Queue) -> None:
+    """Child process: one identity resolution on the working database; reports its result and peak RSS."""
+    from warehouse.identity import resolve_identities
+    from warehouse.work import open_work
+
+    with open_work(work) as conn:
+        started = time.perf_counter()
+        result = resolve_identities(conn, "population", run_id="bench")
+        seconds = time.perf_counter() - started
+    out.put((result, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=0.01, help="rate of every defect (default 1%%)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/hub-bench-identity"))
+    parser.add_argument("--keep", action="store_true", help="reuse an already staged --work folder")
+    args = parser.parse_args()
+    staged = args.work / "staged"
+    spawn = multiprocessing.get_context("spawn")
+    if not (args.keep and (staged / "warehouse" / "work.duckdb").exists()):
+        shutil.rmtree(args.work, ignore_errors=True)
+        child = spawn.Process(target=_stage, args=(staged, args.people, args.rate, args.seed))
+        child.start()
+        child.join()
+        if child.exitcode:
+            sys.exit(f"staging failed ({child.exitcode})")
+    run = args.work / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(staged / "warehouse", run)
+    queue = spawn.Queue()
+    child = spawn.Process(target=_resolve, args=(run, queue))
+    child.start()
+    result, seconds, rss = queue.get()
+    child.join()
+
+    import duckdb
+
+    from tests.warehouse.identity_truth import pairwise
+
+    conn = duckdb.connect(str(run / "work.duckdb"), read_only=True)
+    scores = pairwise(conn, staged / "samples" / "ground_truth" / "entities.parquet")
+    conn.close()
+    print(f"people {args.people:,}, every defect at {args.rate:.0%}")
+    print(f"records considered (no usable ID)  {result.candidates:,}  against {result.entities:,} keyed entities")
+    print(f"linked {result.linked:,}, near misses {result.near_misses:,}")
+    print(f"pairwise precision {scores.precision:.4f}  recall {scores.recall:.4f}  F1 {scores.f1:.4f} "
+          f"(true pairs {scores.true_pairs:,}, predicted {scores.predicted_pairs:,}, correct {scores.correct_pairs:,})")
+    print(f"resolution wall time {seconds:.1f} s, peak RSS {rss:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
