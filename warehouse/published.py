@@ -8,7 +8,7 @@ Layout under ``snapshots_dir``::
         manifest.json     version, created_at, row counts and checksums, runs it came from
         conflicts.parquet            optional: the warehouse's conflict register
         provenance.parquet           optional: per-field source department and update time
-        <library>_history.parquet    optional: the library's columns + valid_from, valid_to
+        <library>_history.parquet    optional: the library's columns + _valid_from, _valid_to
         serving/          built by the read side at first open (never by the pipeline), see below
     CURRENT               the name of the serving snapshot; replaced by atomic rename
 
@@ -22,7 +22,10 @@ Optional files and their columns (absent files mean "nothing recorded")::
     conflicts.parquet    library, key, field, golden_value, rule, values
                          (values: JSON list of {"value", "source_department", "updated_at"})
     provenance.parquet   library, key, field, source_department, updated_at
-    <lib>_history.parquet  every column of <lib>, valid_from, valid_to (timestamp; valid_to null = open)
+    <lib>_history.parquet  every column of <lib>, _valid_from, _valid_to (aware timestamps; the version
+                         holds from _valid_from inclusive to _valid_to exclusive, null = still current);
+                         sorted by key, then _valid_from. The underscore keeps them apart from the
+                         licence's own valid_from / valid_to (its validity period).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ SERVING_FORMAT = 1
 CONFLICTS = "conflicts"
 PROVENANCE = "provenance"
 HISTORY_SUFFIX = "_history"
+VALID_FROM, VALID_TO = "_valid_from", "_valid_to"  # a history version's validity interval
 SIDE_KEY = "_side_key"  # the composite "library<US>key" column of side tables
 SEPARATOR = "\x1f"
 BATCH_ROWS = 1 << 20
@@ -305,8 +309,11 @@ class PublishedSnapshot:
         table = self._tables.get(name + HISTORY_SUFFIX)
         if table is None:
             raise SnapshotError(f"snapshot {self.version} keeps no history of {name}")
+        # Files written by hand or by other tools for a library without fields of those names may use the
+        # plain valid_from / valid_to; the publisher always writes the underscored pair.
+        first, last = (VALID_FROM, VALID_TO) if VALID_FROM in table.names else ("valid_from", "valid_to")
         for row in table.rows(key):
-            start, end = table.value(row, "valid_from"), table.value(row, "valid_to")
+            start, end = table.value(row, first), table.value(row, last)
             if start is not None and _as_of_value(start, when) < start:
                 continue
             if end is not None and not _as_of_value(end, when) < end:
