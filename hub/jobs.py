@@ -18,6 +18,8 @@ from hub.errors import QualityGateFailed
 from quality.gate import SourceGate, assert_publishable
 from quality.tables import check_tables
 from schemas import library
+from warehouse.history import record_history
+from warehouse.identity import resolve_identities
 from warehouse.landing import LandingManifest, land
 from warehouse.publish import PublishResult, publish
 from warehouse.reconcile import build_golden
@@ -80,11 +82,18 @@ def reconcile_and_publish(run_id: str) -> PublishResult:
         with open_work(settings.warehouse_dir) as conn:
             assert_publishable(conn)
             for name in libraries:
+                # Records without a usable key join their entity before the golden records are built.
+                resolve_identities(conn, name, run_id=run_id)
+            for name in libraries:
                 masters = [n for n, cfg in sources().items() if cfg.library == name and cfg.role == "master"]
                 build_golden(conn, name, masters)
             tables = check_tables(conn, run_id, libraries)
             if tables.blocking:
                 raise QualityGateFailed(tables.blocking)
+            # Only data that passed the gate becomes history; one reconcile time for every library.
+            reconciled_at = dt.datetime.now(dt.UTC)
+            for name in libraries:
+                record_history(conn, name, reconciled_at)
             runs = [r for (r,) in conn.execute("SELECT DISTINCT run_id FROM staged_landings").fetchall()]
             result = publish(conn, settings.snapshots_dir, runs, keep=settings.snapshots_keep)
     except Exception as exc:

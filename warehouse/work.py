@@ -67,6 +67,14 @@ SCHEMA = [
 ]
 
 
+def _schema() -> list[str]:
+    """Every table of the working database: the pipeline's own, then the steps' that keep state between runs."""
+    from warehouse import identity
+    from warehouse.history import history_ddl
+
+    return [*SCHEMA, *identity.SCHEMA, *(history_ddl(lib) for lib in LIBRARIES.values())]
+
+
 @contextmanager
 def open_work(warehouse_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The working database, read-write; DuckDB's file lock keeps it to one writer process."""
@@ -76,7 +84,7 @@ def open_work(warehouse_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     # A memory limit keeps a 10-million-row reconcile within the machine: DuckDB spills beyond it.
     conn = duckdb.connect(str(warehouse_dir / WORK_DB), config={"memory_limit": get_settings().warehouse_memory_limit})
     try:
-        for ddl in SCHEMA:
+        for ddl in _schema():
             conn.execute(ddl)
         yield conn
     finally:
