@@ -23,6 +23,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from exchange_api.hub_keys import HubKey, HubKeyring
 from exchange_api.jose import JWS_ALG
 
@@ -127,9 +129,16 @@ def _header(key: HubKey) -> str:
     return header
 
 
+def payload_json(payload: Mapping[str, Any]) -> bytes:
+    """The payload as compact JSON (UTF-8, sorted keys): orjson, or the standard library for what orjson refuses."""
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
 def sign_answer(payload: Mapping[str, Any], keyring: HubKeyring) -> str:
     """The payload as a compact JWS signed with the hub's active key, its kid in the header."""
     key = keyring.active()
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
-    signing_input = f"{_header(key)}.{_b64(body)}"
-    return f"{signing_input}.{_b64(key.private_key.sign(signing_input.encode('ascii')))}"
+    signing_input = f"{_header(key)}.{_b64(payload_json(payload))}".encode("ascii")
+    return f"{signing_input.decode('ascii')}.{_b64(key.sign(signing_input))}"

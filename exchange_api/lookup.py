@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -96,13 +98,19 @@ class AccessLogRequest(Purposed):
     since: dt.date | None = Field(default=None, description="only accesses on or after this day")
 
 
-def normalise_key(library_name: str, key: str) -> str:
-    """The canonical form of a lookup key; InvalidIdentifier (naming the failing part, not the value) if invalid."""
-    text = key.strip().upper()
+@functools.lru_cache(maxsize=64)
+def _key_validator(library_name: str) -> tuple[str | None, Any]:
+    """The kind of a library's key and its validator (None: strip and upper-case only); looked up once per library."""
     lib = library(library_name)
     kind = lib.field(lib.key).validator
     # schemas.ids grows validate_resident_id / validate_credit_code; until they exist, strip and upper-case only.
-    validate = getattr(schemas.ids, f"validate_{kind}", None) if kind else None
+    return kind, (getattr(schemas.ids, f"validate_{kind}", None) if kind else None)
+
+
+def normalise_key(library_name: str, key: str) -> str:
+    """The canonical form of a lookup key; InvalidIdentifier (naming the failing part, not the value) if invalid."""
+    text = key.strip().upper()
+    kind, validate = _key_validator(library_name)
     if validate is None:
         if not text.isprintable():
             raise InvalidIdentifier(kind or "key", "format")

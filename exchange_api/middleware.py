@@ -32,16 +32,20 @@ class RequestIds:
 class RequestContext:
     """Gives each request an id (``X-Request-ID``, error bodies, answers) and records status, reason and latency."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, endpoints: dict[str, str]):
+    def __init__(self, app: ASGIApp | None, metrics: Metrics, endpoints: dict[str, str], ids: RequestIds | None = None):
         self.app = app
         self.metrics = metrics
         self.endpoints = endpoints  # path -> metric label; anything else is "other"
-        self.ids = RequestIds()
+        self.ids = ids or RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send)  # type: ignore[misc]
             return
+        await self.run(scope, receive, send, self.app)  # type: ignore[arg-type]
+
+    async def run(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Serve one HTTP request with ``app``, giving it an id and recording it."""
         started = time.perf_counter()
         request_id = self.ids.next()
         state: dict[str, Any] = scope.setdefault("state", {})
@@ -59,7 +63,7 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await app(scope, receive, send_with_id)
         finally:
             endpoint = self.endpoints.get(scope["path"], "other")
             self.metrics.observe(endpoint, status, state.get("error_code"), time.perf_counter() - started)

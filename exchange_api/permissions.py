@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from functools import cached_property
 from collections.abc import Sequence
 from typing import Any
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ class FieldDecision:
 
 @dataclass(frozen=True)
 class AccessDecision:
-    """The decisions for one lookup: every field considered, each with its reason."""
+    """The decisions for one lookup: every field considered, each with its reason (derived views computed once)."""
 
     department: str
     library: str
@@ -30,11 +31,11 @@ class AccessDecision:
     requested: tuple[str, ...] | None  # None: "every field I may receive"
     fields: tuple[FieldDecision, ...]
 
-    @property
+    @cached_property
     def released(self) -> tuple[str, ...]:
         return tuple(d.field for d in self.fields if d.allowed)
 
-    @property
+    @cached_property
     def refused(self) -> tuple[FieldDecision, ...]:
         return tuple(d for d in self.fields if not d.allowed)
 
@@ -43,7 +44,7 @@ class AccessDecision:
         """True when the department explicitly asked for a field it may not have."""
         return self.requested is not None and bool(self.refused)
 
-    @property
+    @cached_property
     def reason(self) -> str:
         """One line for the audit log."""
         if not self.fields:

@@ -139,7 +139,7 @@ class Exchange:
         self.keyring = HubKeyring(settings.keys_dir)
         self.snapshots = CurrentSnapshot(settings.snapshots_dir)
         self.verifier = RequestVerifier(self.registry, settings.signature_window_seconds)
-        self.audit = AuditLog(self.sessions, audit_salt(settings.keys_dir))
+        self.audit = AuditLog(self.sessions, audit_salt(settings.keys_dir), synchronous=self.api.audit_synchronous)
         self.writer = GroupWriter(self.audit, self.api.audit_group_max, self.api.audit_writer)
         self.rates = RateLimiter()
         self.metrics = Metrics()
@@ -295,8 +295,8 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
         draft.fields_requested = tuple(req.fields) if req.fields is not None else None
-        draft.key = req.key.strip().upper()
-        key = draft.key = normalise_key(req.library, req.key)
+        draft.key = req.key.strip().upper()  # what was asked, in case it is refused as invalid
+        key = draft.key = normalise_key(req.library, draft.key)
         self._charge(call, 1)
         lib = library(req.library)
         decision = self._access(call, lib, req.purpose, req.fields)

@@ -12,6 +12,11 @@ iteration, every ticket the iteration produced; a commit blocks the loop for abo
 no second thread fights the request path for the GIL (measured: a writer thread added ~0.4 ms of
 GIL hand-over to every request). ``thread`` (the default with a networked database such as
 PostgreSQL, whose round trips would otherwise stall the loop): one writer thread, one connection.
+
+On SQLite with ``synchronous=FULL`` the group is made durable by an fsync of the WAL that runs after
+COMMIT on a helper thread, the chain lock already released (see ``audit.sqlite_synchronous``): the
+next group, of this process or another, is written while the disk flushes this one, and the group's
+answers are released only when the fsync returns.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from exchange_api.audit import AuditLog, Ticket
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# fsyncs of the WAL running at once: a group committed while one runs starts its own at once instead of waiting
+# for it to end (which would make it wait up to two fsyncs); each fsync covers every group committed before it.
+MAX_SYNCS = 2
 
 
 class GroupWriter:
@@ -46,6 +54,9 @@ class GroupWriter:
         self._flush_scheduled = False
         self._committing = False
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._unsynced: list[list[tuple[Ticket, asyncio.Future]]] = []  # committed, waiting for an fsync to start
+        self._syncs_running = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -119,21 +130,54 @@ class GroupWriter:
         self.write_seconds += time.perf_counter() - started
         self._committing = True
         loop = asyncio.get_running_loop()
-        done = self._committer().submit(pending.finish)
+        done = self._committer().submit(pending.finish, sync=False)
         done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._committed, group, f))
 
     def _committer(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
-            # One thread that only waits for COMMIT (the disk), with the GIL released: one hand-over per group.
+            # One thread that only waits for COMMIT, with the GIL released: one hand-over per group.
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="audit-commit")
         return self._executor
 
+    def _syncer(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._sync_executor is None:
+            self._sync_executor = concurrent.futures.ThreadPoolExecutor(MAX_SYNCS, thread_name_prefix="audit-sync")
+        return self._sync_executor
+
     def _committed(self, group: list[tuple[Ticket, asyncio.Future]], done: concurrent.futures.Future) -> None:
+        """COMMIT returned and the chain lock is free: fsync the group (its answers wait), write the next one now."""
         self._committing = False
         error = done.exception()
         if error is not None:
             log.error("audit commit of %d request(s) failed; their answers are withheld: %s", len(group), error)
-        self._done(group, error)
+            self._done(group, error)
+            return
+        if self.audit.wal_path is None:
+            self._done(group, None)
+            return
+        self._unsynced.append(group)
+        loop = asyncio.get_running_loop()
+        self._start_sync(loop)
+        if self._inline:
+            self._kick(loop)
+
+    def _start_sync(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start an fsync covering every group committed so far, unless MAX_SYNCS are already running."""
+        if self._syncs_running >= MAX_SYNCS or not self._unsynced:
+            return  # a running fsync's end starts the next one, for everything committed meanwhile
+        groups, self._unsynced = self._unsynced, []
+        self._syncs_running += 1
+        synced = self._syncer().submit(self.audit.sync)  # begins after each of these groups' COMMIT returned
+        synced.add_done_callback(lambda f: loop.call_soon_threadsafe(self._synced, groups, f))
+
+    def _synced(self, groups: list[list[tuple[Ticket, asyncio.Future]]], done: concurrent.futures.Future) -> None:
+        self._syncs_running -= 1
+        error = done.exception()
+        if error is not None:
+            log.error("audit fsync of %d group(s) failed; their answers are withheld: %s", len(groups), error)
+        for group in groups:
+            self._done(group, error)
+        self._start_sync(asyncio.get_running_loop())
 
     def _done(self, group: list[tuple[Ticket, asyncio.Future]], error: BaseException | None) -> None:
         self.groups += 1
@@ -147,9 +191,10 @@ class GroupWriter:
         self.audit.commit(tickets)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for executor in (self._executor, self._sync_executor):  # commits first: their fsyncs are queued after
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._executor = self._sync_executor = None
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(10)
