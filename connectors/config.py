@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.errors import ConfigError
-from schemas import LIBRARIES, library
+from schemas import LIBRARIES
 from schemas.codes import DEPARTMENTS, TABLES
+from schemas.events import EVENTS, record_type
 
 SAMPLE_SOURCES = Path(__file__).parent / "config" / "sample_sources.yaml"
 
@@ -55,7 +56,9 @@ class SourceConfig(BaseModel):
     department: str
     kind: Literal["sql", "file_drop", "rest"]
     library: str
-    role: Literal["master", "contributor"] = "contributor"  # a master source must map every required field
+    # A master source must map every required field; an events source delivers its library's status
+    # events (schemas.events), staged apart and applied after reconciliation, and maps every event field.
+    role: Literal["master", "contributor", "events"] = "contributor"
     schedule: str | None = "@daily"
     connection: str | None = None  # Airflow Connection id holding the credentials
     url: str | None = None  # non-secret default location ({samples_dir} is expanded)
@@ -90,6 +93,11 @@ class SourceConfig(BaseModel):
         """Every department column the mapping reads."""
         return list(dict.fromkeys(m.column for fields in self.record_fields() for m in fields.values() if m.column))
 
+    @property
+    def delivers(self) -> str:
+        """The record type this source delivers, and so its staging table: the library's, or its events'."""
+        return EVENTS[self.library].name if self.role == "events" and self.library in EVENTS else self.library
+
     def location(self, samples_dir: Path) -> str | None:
         """The configured URL with ``{samples_dir}`` expanded."""
         return self.url.format(samples_dir=samples_dir) if self.url else None
@@ -108,7 +116,9 @@ def problems_of(source: SourceConfig) -> list[str]:
         problems.append(f"{where}: unknown department {source.department!r}")
     if source.library not in LIBRARIES:
         return problems + [f"{where}: unknown library {source.library!r}; known: {', '.join(LIBRARIES)}"]
-    lib = library(source.library)
+    if source.role == "events" and source.library not in EVENTS:
+        return problems + [f"{where}: library {source.library} has no events; events exist for: {', '.join(EVENTS)}"]
+    lib = record_type(source.delivers)
     declared = {f.name: f for f in lib.fields if not f.metadata}
     mapped = {name: spec for fields in source.record_fields() for name, spec in fields.items()}
     for name, spec in mapped.items():
@@ -120,7 +130,8 @@ def problems_of(source: SourceConfig) -> list[str]:
             unknown = sorted(set(spec.codes.values()) - set(TABLES[declared[name].code_table]))
             if unknown:
                 problems.append(f"{where}: field {name!r} maps to codes not in {declared[name].code_table}: {unknown}")
-    required = {lib.key} | ({f.name for f in declared.values() if f.required} if source.role == "master" else set())
+    complete = source.role in ("master", "events")
+    required = {lib.key} | ({f.name for f in declared.values() if f.required} if complete else set())
     for fields in source.record_fields():
         problems += [f"{where}: required field {n!r} of {lib.name} is not mapped" for n in sorted(required - set(fields))]
     for name in source.authoritative:

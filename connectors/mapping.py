@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.config import FieldMap, SourceConfig
-from schemas import library
 from schemas.codes import table as code_table
 from schemas.derive import arrow_schema
+from schemas.events import identity, record_type
 
 
 def _recode(values: pa.Array, mapping: dict[str, str]) -> pa.Array:
@@ -52,7 +52,8 @@ def to_canonical(raw: pa.Table, source: SourceConfig, run_id: str, ingested_at: 
 
 def _records(raw: pa.Table, source: SourceConfig, fields: dict[str, FieldMap], suffix: str, run_id: str,
              ingested_at: dt.datetime) -> pa.Table:
-    schema = arrow_schema(library(source.library))
+    rt = record_type(source.delivers)
+    schema = arrow_schema(rt)
     n = raw.num_rows
     columns = []
     for target in schema:
@@ -61,7 +62,7 @@ def _records(raw: pa.Table, source: SourceConfig, fields: dict[str, FieldMap], s
         elif target.name == "source_department":
             columns.append(pa.array([source.department] * n, pa.string()))
         elif target.name == "source_record_id":
-            record_id = raw.column(source.key).combine_chunks().cast(pa.string())
+            record_id = _record_id(raw, source, fields, identity(rt))
             columns.append(pc.binary_join_element_wise(record_id, pa.scalar(suffix), "") if suffix else record_id)
         elif target.name == "source_updated_at" and source.watermark:
             # Database timestamps land as ISO text; Arrow's cast reads both "T" and " " separators.
@@ -74,3 +75,16 @@ def _records(raw: pa.Table, source: SourceConfig, fields: dict[str, FieldMap], s
         else:
             columns.append(pa.nulls(n, target.type))
     return pa.Table.from_arrays(columns, schema=schema.remove_metadata())
+
+
+def _record_id(raw: pa.Table, source: SourceConfig, fields: dict[str, FieldMap], ident: tuple[str, ...]) -> pa.Array:
+    """The source's key; for records identified by several fields (an event), the key joined with their columns."""
+    key = raw.column(source.key).combine_chunks().cast(pa.string())
+    if len(ident) < 2:  # one field identifies a record: the department's key says which
+        return key
+    extra = [fields[f].column for f in ident if f in fields and fields[f].column and fields[f].column != source.key]
+    if not extra:
+        return key
+    # An empty event field leaves the id (its own rule names it), a missing key does not.
+    parts = [key, *(pc.fill_null(raw.column(c).combine_chunks().cast(pa.string()), "") for c in extra)]
+    return pc.binary_join_element_wise(*parts, "/")

@@ -17,10 +17,11 @@ from hub.settings import get_settings
 from hub.errors import QualityGateFailed
 from quality.gate import SourceGate, assert_publishable
 from quality.tables import check_tables
-from schemas import library
+from warehouse.conflicts import apply_resolutions
 from warehouse.history import record_history
 from warehouse.identity import resolve_identities
 from warehouse.landing import LandingManifest, land
+from warehouse.life_events import apply_life_events
 from warehouse.publish import PublishResult, publish
 from warehouse.reconcile import build_golden
 from warehouse.runs import record_run
@@ -57,10 +58,9 @@ def stage(source_name: str) -> StageResult:
     """
     settings = get_settings()
     cfg = source(source_name)
-    lib = library(cfg.library)
     mapper = lambda raw, run_id, at: to_canonical(raw, cfg, run_id, at)  # noqa: E731
     with open_work(settings.warehouse_dir) as conn:
-        result = stage_pending(conn, cfg.name, lib.name, settings.landing_dir, mapper, SourceGate(cfg),
+        result = stage_pending(conn, cfg.name, cfg.delivers, settings.landing_dir, mapper, SourceGate(cfg),
                                parts=len(cfg.record_fields()))
     detail = f"quarantined={result.quarantined}" + (f" released={result.released}" if result.released else "")
     if result.held:
@@ -87,6 +87,9 @@ def reconcile_and_publish(run_id: str) -> PublishResult:
             for name in libraries:
                 masters = [n for n, cfg in sources().items() if cfg.library == name and cfg.role == "master"]
                 build_golden(conn, name, masters)
+                apply_resolutions(conn, name)  # stewards' decisions on conflicts outrank the precedence rule
+            # Life events cross libraries (a deregistered holder ends its licences), so they come after all of them.
+            apply_life_events(conn, dt.date.today())
             tables = check_tables(conn, run_id, libraries)
             if tables.blocking:
                 raise QualityGateFailed(tables.blocking)

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from quality.config import BatchRules
 from quality.rules import BATCH, REGION_TABLE, Rule
-from schemas import LIBRARIES
+from schemas.events import record_type
 from schemas.codes import TABLES
 
 MAX_CODES = 200  # distinct values kept per coded column in a profile
@@ -61,7 +61,7 @@ class Verdict:
 def coded_fields(library: str, present: set[str]) -> dict[str, set[str] | None]:
     """Fields with a code table the batch fills -> the codes of that table (None: region codes, known by lookup)."""
     out: dict[str, set[str] | None] = {}
-    for f in LIBRARIES[library].fields:
+    for f in record_type(library).fields:
         if f.metadata or f.name not in present or not f.code_table:
             continue
         out[f.name] = None if f.code_table == REGION_TABLE else set(TABLES[f.code_table])

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from hub.masking import mask_id, mask_name
 from quality.rules import Rule
 from schemas import LIBRARIES
+from schemas.events import record_type
 from schemas.catalogue import PersonalData
 from schemas.ids_batch import normalise_array, validate_credit_codes, validate_resident_ids
 from schemas.regions import regions
@@ -422,7 +423,7 @@ _SAFE = re.compile(r"^[0-9A-Za-z_.:/ -]{0,40}$")
 
 def masker(library: str, column: str) -> Callable[[object], object]:
     """How a value of ``column`` may appear in a report: ID numbers and personal fields masked."""
-    lib = LIBRARIES[library]
+    lib = record_type(library)
     level = lib.field(column).personal if column in lib.field_names else PersonalData.PERSONAL
     if level is PersonalData.IDENTIFIER:
         return lambda v: None if v is None else mask_id(str(v))

@@ -24,7 +24,7 @@ from quality import batch as batch_rules
 from quality.config import SourceRules
 from quality.engine import Batch, Outcome, evaluate, reasons_of, statistics
 from quality.rules import ERROR, NOTE, Rule, Suite, mapped_fields, source_rules, source_suite
-from schemas import LIBRARIES
+from schemas.events import record_type
 
 if TYPE_CHECKING:
     from warehouse.staging import Landed
@@ -111,7 +111,7 @@ def _mostly_ok(rule: Rule, stats: dict) -> bool:
 
 def _normalise(b: Batch, suite: Suite, columns: dict[str, pa.Array]) -> None:
     """Identifier columns in canonical form (the notes say which values were typed otherwise)."""
-    lib = LIBRARIES[suite.library]
+    lib = record_type(suite.library)
     for f in lib.fields:
         if f.validator and f.name in columns:
             normalised = b.identifiers(f.name, f.validator).column("normalised")
@@ -232,10 +232,10 @@ class SourceGate:
 
     def __init__(self, source: SourceConfig, rules: dict | None = None, today: dt.date | None = None):
         self.source = source
-        self.library = source.library
+        self.library = source.delivers  # what the gate checks: the library's records or its events
         self.rules_config = SourceRules.model_validate(rules if rules is not None else source_rules(source))
         self.suite = source_suite(source, self.rules_config.model_dump(mode="json", exclude_none=True), today=today)
-        self.present = mapped_fields(source) | {LIBRARIES[source.library].key}
+        self.present = mapped_fields(source) | {record_type(source.delivers).key}
 
     def check(self, conn: duckdb.DuckDBPyConnection, landed: Landed) -> Checked:
         """Row rules, notes and whole-batch rules over one landing."""
@@ -274,7 +274,7 @@ class SourceGate:
 
 def recheck_record(source: SourceConfig, record: dict[str, Any]) -> list[str]:
     """The row rules a (corrected) record still fails, for a steward's release; format rules on raw text excluded."""
-    lib = LIBRARIES[source.library]
+    lib = record_type(source.delivers)
     gate = SourceGate(source)
     rules = tuple(r for r in gate.suite.rules if r.level == ERROR and not r.raw)
     suite = Suite(gate.suite.name, gate.suite.kind, gate.suite.subject, gate.suite.library, rules)

@@ -265,9 +265,10 @@ class _HubEvaluated(ColumnMapMetricProvider):
 
 
 class ExpectColumnValuesToReferenceLibrary(ColumnMapExpectation):
-    """Expect every value (a licence holder) to exist as a key of the library its holder type names."""
+    """Expect every value to exist as a key of ``library`` (a status event's licence), or of the library ``by`` names (a licence holder)."""
 
     map_metric = "column_values.hub_evaluated_over_golden_tables"
+    library: Optional[str] = None
     by: Optional[str] = None
     libraries: Dict[str, str] = pydantic.Field(default_factory=dict)
     success_keys = ("mostly",)

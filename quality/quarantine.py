@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from hub.errors import ConfigError, HubError
-from schemas import LIBRARIES
+from schemas.events import record_type
 from schemas.derive import arrow_schema, duckdb_type
 
 OPEN, RELEASED, REJECTED, SUPERSEDED, HELD = "open", "released", "rejected", "superseded", "held"
@@ -91,13 +91,13 @@ def supersede(conn: duckdb.DuckDBPyConnection, source: str, run_id: str, passed:
 
 
 def _struct_type(library: str) -> str:
-    fields = ", ".join(f'"{f.name}": "{duckdb_type(f.type)}"' for f in LIBRARIES[library].fields)
+    fields = ", ".join(f'"{f.name}": "{duckdb_type(f.type)}"' for f in record_type(library).fields)
     return "{" + fields + "}"
 
 
 def released_records(conn: duckdb.DuckDBPyConnection, source: str, library: str) -> tuple[pa.Table, Callable[[], None]]:
     """Released, not yet restaged row entries of ``source`` as canonical records (corrections applied), and the marker."""
-    lib = LIBRARIES[library]
+    lib = record_type(library)
     rows = conn.execute("SELECT id FROM quarantine WHERE source = ? AND status = 'released' AND stage = 'row' "
                         "AND restaged_at IS NULL", [source]).fetchall()
     ids = [r[0] for r in rows]
@@ -200,7 +200,7 @@ def release(conn: duckdb.DuckDBPyConnection, entry_id: int, by: str, *, note: st
         raise DecisionError(f"entry {e.id} is a line the connector could not read: it has no record to release; "
                             "have the department deliver it again, then reject this entry")
     if corrections:
-        unknown = sorted(set(corrections) - set(LIBRARIES[e.library].field_names))
+        unknown = sorted(set(corrections) - set(record_type(e.library).field_names))
         if unknown:
             raise ConfigError(f"{e.library} has no field(s) {', '.join(unknown)}")
         corrected = {**e.record, **corrections}

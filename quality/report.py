@@ -29,6 +29,7 @@ from hub.masking import mask_id, mask_name
 from hub.settings import Settings
 from quality.rules import mapped_fields
 from schemas import LIBRARIES
+from schemas.events import EVENT_TYPES, record_type
 from schemas.catalogue import PersonalData
 from warehouse.landing import landed_runs
 
@@ -132,7 +133,7 @@ def _published(settings: Settings) -> str | None:
 
 def _source_figures(conn: duckdb.DuckDBPyConnection, settings: Settings, name: str, cfg: SourceConfig,
                     tables: set[str], now: dt.datetime, open_entries: int, inconsistent: int) -> dict[str, Any]:
-    lib = LIBRARIES[cfg.library]
+    lib = record_type(cfg.delivers)  # an events source's records are staged apart
     staging = f"staging_{lib.name}"
     fields = sorted(f for f in mapped_fields(cfg) if f in lib.field_names)
     staged = filled = 0
@@ -150,7 +151,7 @@ def _source_figures(conn: duckdb.DuckDBPyConnection, settings: Settings, name: s
     last = conn.execute("SELECT rows, quarantined FROM staged_landings WHERE source = ? AND rows + quarantined > 0 "
                         "ORDER BY staged_at DESC LIMIT 1", [name]).fetchone()
     return {
-        "source": name, "department": cfg.department, "library": lib.name, "kind": cfg.kind,
+        "source": name, "department": cfg.department, "library": cfg.library, "kind": cfg.kind,
         "staged_records": staged,
         "completeness": _share(filled, staged * len(fields)),
         "validity": _share(last[0], last[0] + last[1]) if last else None,
@@ -205,7 +206,7 @@ def _library_figures(conn: duckdb.DuckDBPyConnection, library: str, sources: lis
 
 def mask_value(library: str, name: str, value: Any) -> Any:
     """A field's value as reports may show it: identifiers and personal fields masked."""
-    lib = LIBRARIES.get(library)
+    lib = LIBRARIES.get(library) or EVENT_TYPES.get(library)
     if value is None or lib is None or name not in lib.field_names:
         return None if value is None else mask_name(str(value))
     level = lib.field(name).personal
@@ -224,7 +225,7 @@ def _recent(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     out = []
     for entry_id, library, source, run_id, record_id, file, line, stage, reasons, record in rows:
         data = json.loads(record) if record else {}
-        lib = LIBRARIES[library]
+        lib = record_type(library)
         shown = {}
         for name in (lib.key, "name", "holder_id", "holder_name"):
             if name in data and name in lib.field_names:

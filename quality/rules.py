@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.config import FieldMap, SourceConfig
-from schemas import LIBRARIES, Library
+from schemas import Library
 from schemas.catalogue import Field
 from schemas.codes import TABLES
+from schemas.events import identity, record_type
 from schemas.ids import EARLIEST_BIRTH_YEAR
 
 ERROR, NOTE, BATCH = "error", "note", "batch"
@@ -201,7 +202,7 @@ def source_suite(source: SourceConfig, rules_config: Mapping[str, Any] | None = 
     from quality.config import SourceRules  # the configuration model; kept out of this module's import cost
 
     today = today or dt.date.today()
-    lib = LIBRARIES[source.library]
+    lib = record_type(source.delivers)
     cfg = SourceRules.model_validate(rules_config or {})
     present = mapped_fields(source) | {lib.key}
     # The department's own record key: what a later version of the record replaces, and what stewards quote.
@@ -217,7 +218,7 @@ def source_suite(source: SourceConfig, rules_config: Mapping[str, Any] | None = 
         rules += field_rules(lib, f, required=f.name == lib.key or f.required, today=today)
     rules += library_rules(lib, present, as_of=cfg.as_of or today)
     rules += raw_rules(source, lib)
-    for columns in (cfg.unique if cfg.unique is not None else [[lib.key]]):
+    for columns in (cfg.unique if cfg.unique is not None else [list(identity(lib))]):
         missing = [c for c in columns if c not in present]
         if missing:
             continue

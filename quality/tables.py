@@ -4,6 +4,8 @@
 - Referential integrity: every licence holder exists in the population or legal-person library.
   A licence whose holder does not is held back from the golden table and quarantined (stage
   ``reference``) until the holder appears or a steward releases it; it stays in staging meanwhile.
+  Likewise every licence status event names a licence of the library: one that does not changes
+  nothing and is quarantined (stage ``reference``) until the licence appears.
 - No conflicting values: where departments give a record different values for a field (the
   authoritative department against the others, or a field against another library, as configured),
   each disagreeing record is a finding the stewards see; reconciliation decides the golden value.
@@ -33,6 +35,7 @@ class TableCheck:
 
     blocking: list[str] = field(default_factory=list)
     held_back: dict[str, int] = field(default_factory=dict)  # library -> records held back (references)
+    unknown_events: int = 0  # status events naming a licence the library does not know (quarantined)
     findings: int = 0
     results: dict[str, dict] = field(default_factory=dict)  # library -> suite result
 
@@ -49,6 +52,8 @@ def check_tables(conn: duckdb.DuckDBPyConnection, run_id: str, libraries: list[s
     out = TableCheck()
     per_library: dict[str, list[dict]] = {lib: [] for lib in libraries}
     if "licence" in libraries and "golden_licence" in present:
+        if "staging_licence_events" in present:
+            per_library["licence"] += _event_references(conn, run_id, out)
         per_library["licence"] += _references(conn, run_id, present, out)
     conn.execute("DELETE FROM quality_findings WHERE kind = 'consistency'")
     for lib in libraries:
@@ -133,7 +138,7 @@ def _references(conn: duckdb.DuckDBPyConnection, run_id: str, present: set[str],
                     AND q.status = 'released' AND q.source = d.source AND q.source_record_id = d.source_record_id)""")
     conn.execute("""UPDATE quarantine SET status = 'superseded', decided_by = 'pipeline', decided_at = now(),
                     note = 'the holder is now in the library (run ' || ? || ')'
-                    WHERE stage = 'reference' AND status = 'open' AND NOT EXISTS (SELECT 1 FROM dangling_src d
+                    WHERE stage = 'reference' AND status = 'open' AND library = 'licence' AND NOT EXISTS (SELECT 1 FROM dangling_src d
                     WHERE d.source = quarantine.source AND d.source_record_id = quarantine.source_record_id)""", [run_id])
     conn.execute("""INSERT INTO quarantine (library, source, run_id, source_record_id, file, line, reasons, record, stage)
                     SELECT 'licence', source, run_id, source_record_id, file, line, [reason], record, 'reference'
@@ -153,6 +158,35 @@ def _references(conn: duckdb.DuckDBPyConnection, run_id: str, present: set[str],
     conn.execute("DROP TABLE dangling")
     conn.execute("DROP TABLE dangling_src")
     return results
+
+
+def _event_references(conn: duckdb.DuckDBPyConnection, run_id: str, out: TableCheck) -> list[dict]:
+    """Quarantine (stage ``reference``) status events of licences the library does not know; close those it now knows.
+
+    Run before holders are checked: an event of a licence held back for its holder is not unknown.
+    """
+    reason = "licence_number: no licence with this number in the licence library"
+    conn.execute("""CREATE OR REPLACE TEMP TABLE unknown_events AS
+        SELECT e._source AS source, e.source_record_id, e._file AS file, e._line AS line, e.run_id, to_json(e) AS record
+        FROM staging_licence_events e ANTI JOIN golden_licence g ON g.licence_number = e.licence_number
+        ANTI JOIN (SELECT source, source_record_id FROM quarantine WHERE stage = 'reference' AND status = 'released'
+                   AND library = 'licence_events') r ON r.source = e._source AND r.source_record_id = e.source_record_id""")
+    conn.execute("""UPDATE quarantine SET status = 'superseded', decided_by = 'pipeline', decided_at = now(),
+                    note = 'the licence is now in the library (run ' || ? || ')'
+                    WHERE stage = 'reference' AND status = 'open' AND library = 'licence_events' AND NOT EXISTS
+                    (SELECT 1 FROM unknown_events u WHERE u.source = quarantine.source
+                     AND u.source_record_id = quarantine.source_record_id)""", [run_id])
+    conn.execute("""INSERT INTO quarantine (library, source, run_id, source_record_id, file, line, reasons, record, stage)
+                    SELECT 'licence_events', source, run_id, source_record_id, file, line, [?], record, 'reference'
+                    FROM unknown_events u WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.stage = 'reference'
+                    AND q.status = 'open' AND q.source = u.source AND q.source_record_id = u.source_record_id)""", [reason])
+    (total,) = conn.execute("SELECT count(*) FROM staging_licence_events").fetchone()
+    (unknown,) = conn.execute("SELECT count(*) FROM unknown_events").fetchone()
+    conn.execute("DROP TABLE unknown_events")
+    out.unknown_events = unknown
+    rule = Rule("expect_column_values_to_reference_library", {"column": "licence_number", "library": "licence"},
+                ERROR, "licence_number", "licence_events.reference", "hub", "every status event names a licence of the library")
+    return [result_entry(rule, _counts(total, unknown), unknown == 0)]
 
 
 def _consistency(conn: duckdb.DuckDBPyConnection, run_id: str, library: str, rule: Consistency, present: set[str],

@@ -74,7 +74,12 @@ LEGAL_PERSON_STATUS = {
 
 HOLDER_TYPE = {"person": "自然人", "legal_person": "法人"}
 
-LICENCE_STATUS = {"issued": "已颁发", "renewed": "已换发", "suspended": "暂停", "revoked": "已撤销", "expired": "已过期"}
+# "cancelled" (注销): the licence lapsed because its holder ceased to exist (行政许可法 art. 70: the holder
+# died, or the legal person was terminated), as opposed to "revoked" (撤销/吊销) by the issuer.
+LICENCE_STATUS = {"issued": "已颁发", "renewed": "已换发", "suspended": "暂停", "revoked": "已撤销", "expired": "已过期",
+                  "cancelled": "已注销"}
+# Statuses after which a licence no longer changes by itself (a new licence is issued instead).
+FINAL_LICENCE_STATUSES = ("expired", "revoked", "cancelled")
 
 # The licence catalogue: type code -> (Chinese name, issuing department, holder type).
 LICENCE_TYPES: dict[str, tuple[str, str, str]] = {
@@ -88,6 +93,9 @@ LICENCE_TYPES: dict[str, tuple[str, str, str]] = {
     "vocational_qualification": ("职业资格证书", "hrss", "person"),
 }
 LICENCE_TYPE = {code: name for code, (name, _dept, _holder) in LICENCE_TYPES.items()}
+# Licences that record a civil-status act rather than grant a personal qualification: the holder's death
+# ends the marriage (the survivor's marital status changes) but does not cancel the certificate.
+OUTLIVE_HOLDER = frozenset({"marriage_certificate"})
 
 TABLES: dict[str, dict[str, str]] = {
     "department": {code: zh for code, (zh, _en) in DEPARTMENTS.items()},

@@ -10,6 +10,7 @@ import duckdb
 
 from schemas import LIBRARIES
 from schemas.derive import duckdb_type
+from schemas.events import EVENT_TYPES, record_type
 
 WORK_DB = "work.duckdb"
 # Where a staged record came from: the landed file (relative to the drop folder) and its line, when the source has them.
@@ -17,14 +18,15 @@ LINEAGE = (("_file", "VARCHAR"), ("_line", "BIGINT"))
 
 
 def _staging_ddl(name: str) -> str:
-    lib = LIBRARIES[name]
-    cols = ",\n".join(f'    "{f.name}" {duckdb_type(f.type)}' for f in lib.fields)
+    """``staging_<name>`` for a library or an event record type (``schemas.events``)."""
+    rt = record_type(name)
+    cols = ",\n".join(f'    "{f.name}" {duckdb_type(f.type)}' for f in rt.fields)
     lineage = ",\n".join(f'    "{c}" {t}' for c, t in LINEAGE)
-    return f'CREATE TABLE IF NOT EXISTS "staging_{lib.name}" (\n{cols},\n    "_source" VARCHAR NOT NULL,\n{lineage}\n);'
+    return f'CREATE TABLE IF NOT EXISTS "staging_{rt.name}" (\n{cols},\n    "_source" VARCHAR NOT NULL,\n{lineage}\n);'
 
 
 SCHEMA = [
-    *(_staging_ddl(name) for name in LIBRARIES),
+    *(_staging_ddl(name) for name in (*LIBRARIES, *EVENT_TYPES)),
     # Working files written before lineage was kept get the columns (empty) on first open.
     *(f'ALTER TABLE "staging_{name}" ADD COLUMN IF NOT EXISTS "{c}" {t}' for name in LIBRARIES for c, t in LINEAGE),
     """CREATE TABLE IF NOT EXISTS staged_landings (
@@ -69,10 +71,10 @@ SCHEMA = [
 
 def _schema() -> list[str]:
     """Every table of the working database: the pipeline's own, then the steps' that keep state between runs."""
-    from warehouse import identity
+    from warehouse import conflicts, identity
     from warehouse.history import history_ddl
 
-    return [*SCHEMA, *identity.SCHEMA, *(history_ddl(lib) for lib in LIBRARIES.values())]
+    return [*SCHEMA, *identity.SCHEMA, *conflicts.DDL, *(history_ddl(lib) for lib in LIBRARIES.values())]
 
 
 @contextmanager
