@@ -32,7 +32,7 @@ from schemas.codes import TABLES
 from schemas.derive import duckdb_type
 
 ACTIVE, REOPENED, LAPSED, SUPERSEDED = "active", "reopened", "lapsed", "superseded"
-# The working-database DDL (warehouse.work's SCHEMA is where it belongs; created here on first use until then).
+# Tables of the working database kept beside the code that uses them; warehouse.work creates them with the rest.
 DDL = [
     "CREATE SEQUENCE IF NOT EXISTS conflict_resolution_id START 1",
     """CREATE TABLE IF NOT EXISTS conflict_resolutions (

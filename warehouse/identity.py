@@ -79,6 +79,7 @@ class IdentityResult:
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the identity tables on a connection that did not come from ``open_work`` (which creates them)."""
     for ddl in SCHEMA:
         conn.execute(ddl)
 

@@ -3,9 +3,10 @@
 Splink runs on its own in-memory DuckDB database: only the candidates, the entities they could
 match (those sharing a blocking key with one of them) and a hash-chosen sample of all entities
 for training are copied there, so the cost follows the number of candidates, not of entities.
-``m`` probabilities come from the stewards' configuration; ``u`` probabilities and the prior are
-trained by Splink on the sample with a fixed seed (its sampling hashes record ids), so the same
-inputs give the same weights.
+``u`` probabilities and the prior are trained by Splink on the sample with a fixed seed (its
+sampling hashes record ids); ``m`` probabilities are counted on the records whose ID number is
+wrong only in its check digit (their other 17 digits name their entity), pulled toward the
+stewards' configured values. The same inputs therefore give the same weights.
 """
 
 from __future__ import annotations
