@@ -36,6 +36,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,32 +185,49 @@ class KeyedTable:
         return {name: self._chunks[name][chunk](local) for name in names}
 
 
-def _write_keyed(table: pa.Table, key_column: str, folder: Path, name: str) -> None:
-    """Write ``table`` as ``name.arrow`` plus its key index; every file appears whole (tmp + rename)."""
-    keys = _fixed_width(table.column(key_column))
+def _batches(source: Path, side: bool) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The Parquet file's rows batch by batch (side tables with their composite key appended)."""
+    parquet = pq.ParquetFile(source)
+    schema = parquet.schema_arrow
+
+    def composite(batch: pa.RecordBatch) -> pa.RecordBatch:
+        key = pc.binary_join_element_wise(batch.column("library").cast(pa.string()),
+                                          batch.column("key").cast(pa.string()), SEPARATOR)
+        return pa.RecordBatch.from_arrays([*batch.columns, key], schema=batch.schema.append(pa.field(SIDE_KEY, pa.string())))
+
+    batches = parquet.iter_batches(batch_size=BATCH_ROWS)
+    if side:
+        return schema.append(pa.field(SIDE_KEY, pa.string())), (composite(b) for b in batches)
+    return schema, iter(batches)
+
+
+def _write_keyed(source: Path, key_column: str, folder: Path, name: str) -> None:
+    """Write the rows of ``source`` as ``name.arrow`` plus its key index; every file appears whole (tmp + rename).
+
+    Streamed a batch at a time: only the key column is held whole, so a 20-million-row side table
+    costs its keys' memory, not its own.
+    """
+    schema, batches = _batches(source, key_column == SIDE_KEY)
+    pid = f"{os.getpid()}.{threading.get_ident()}"
+    tmp = folder / f".{name}.arrow.{pid}"
+    key_chunks = []
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            key_chunks.append(batch.column(key_column))
+    os.replace(tmp, folder / f"{name}.arrow")
+    keys = _fixed_width(pa.chunked_array(key_chunks, schema.field(key_column).type))
     order = None
     if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
         # The publisher sorts by key; a file that is not sorted still works, through a permutation.
         order = np.argsort(keys, kind="stable")
         keys = keys[order]
-    pid = f"{os.getpid()}.{threading.get_ident()}"
-    tmp = folder / f".{name}.arrow.{pid}"
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=BATCH_ROWS)
-    os.replace(tmp, folder / f"{name}.arrow")
     for suffix, array in (("keys", keys), ("order", order)):
         if array is None:
             continue
         tmp_npy = folder / f".{name}.{suffix}.{pid}.npy"
         np.save(tmp_npy, array)
         os.replace(tmp_npy, folder / f"{name}.{suffix}.npy")
-
-
-def _side_table(path: Path) -> pa.Table:
-    table = pq.read_table(path)
-    composite = pc.binary_join_element_wise(table.column("library").cast(pa.string()),
-                                            table.column("key").cast(pa.string()), SEPARATOR)
-    return table.append_column(SIDE_KEY, composite)
 
 
 def _sources(path: Path, manifest: dict[str, Any]) -> dict[str, tuple[Path, str]]:
@@ -255,8 +273,7 @@ def prepare(path: Path, manifest: dict[str, Any] | None = None) -> None:
             return
         built = []
         for name, (source, key) in _sources(path, manifest).items():
-            table = _side_table(source) if key == SIDE_KEY else pq.read_table(source)
-            _write_keyed(table, key, folder, name)
+            _write_keyed(source, key, folder, name)
             built.append(name)
         tmp = folder / f".{READY}.{os.getpid()}"
         tmp.write_text(json.dumps({"format": SERVING_FORMAT, "tables": built}))
