@@ -71,7 +71,7 @@ def stage(source_name: str) -> StageResult:
 
 
 def reconcile_and_publish(run_id: str) -> PublishResult:
-    """Build golden records, run the shared-table suites, and publish a new snapshot.
+    """Resolve identities, build golden records, apply life events, run the shared-table suites, record history, publish.
 
     Refused (``QualityGateFailed``, the previous snapshot keeps serving) while a batch is held back
     or when a golden table breaks a blocking rule. The quality report is written either way.
