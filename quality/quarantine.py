@@ -163,7 +163,7 @@ def entries(conn: duckdb.DuckDBPyConnection, *, source: str | None = None, statu
             where.append(f"{column} = ?")
             params.append(value)
     if reason:
-        where.append("list_contains(list_transform(reasons, r -> contains(r, ?)), true)")
+        where.append("list_contains(list_transform(reasons, lambda r: contains(r, ?)), true)")
         params.append(reason)
     sql = f"SELECT {_COLUMNS} FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY quarantined_at DESC, id LIMIT ?"

@@ -221,6 +221,8 @@ def test_stewards_release_and_reject_from_the_command_line(household, settings):
     listing = [json.loads(line) for line in hub_cli("list", "--json").splitlines()]
     by_record = {e["source_record_id"]: e for e in listing}
     assert set(by_record) == {"3", "4", "5"}
+    by_reason = [json.loads(line) for line in hub_cli("list", "--json", "--reason", "id_number").splitlines()]
+    assert {e["source_record_id"] for e in by_reason} == {"3", "4"}
     assert by_record["3"]["record"]["id_number"].startswith(rows[2]["SFZH"][:4]) and "*" in by_record["3"]["record"]["id_number"]
     assert by_record["3"]["record"]["name"] == "王*"  # masked unless --unmask
     assert json.loads(hub_cli("show", str(by_record["3"]["id"]), "--unmask"))["record"]["name"] == "王3"
