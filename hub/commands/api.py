@@ -13,6 +13,7 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from hub.settings import get_settings
+from hub.commands.common import fail as _fail
 
 console = Console()
 
@@ -54,13 +55,6 @@ def _registry() -> Iterator[Session]:
             yield session
     except RegistryError as exc:
         raise _fail(exc) from exc
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    problems = getattr(exc, "problems", None) or [str(exc)]
-    for problem in problems:
-        console.print(f"[red]error:[/] {problem}")
-    return typer.Exit(1)
 
 
 def register_department(

@@ -22,23 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.errors import HubError
-from hub.settings import get_settings
+from hub.commands.common import ByOption, NoteOption, fail as _fail, work as _work
 
 console = Console()
 app = typer.Typer(name="conflicts", help="The conflict register: list, show and resolve disagreements (data stewards).",
                   no_args_is_help=True)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    for problem in getattr(exc, "problems", None) or [str(exc)]:
-        console.print(f"[red]error:[/] {problem}")
-    return typer.Exit(1)
-
-
-def _work():  # type: ignore[no-untyped-def]
-    from warehouse.work import open_work
-
-    return open_work(get_settings().warehouse_dir)
 
 
 def _as_dict(c: Any, unmask: bool = False) -> dict[str, Any]:
@@ -116,10 +104,10 @@ def resolve(
     library: str,
     key: Annotated[str, typer.Argument(help="The record's full key.")],
     field: str,
-    by: Annotated[str, typer.Option("--by", help="Who decides (recorded with the time).")],
+    by: ByOption,
     value: Annotated[str | None, typer.Option("--value", help="The value the golden record takes.")] = None,
     source: Annotated[str | None, typer.Option("--source", help="The department whose value the golden record takes.")] = None,
-    note: Annotated[str | None, typer.Option("--note", help="Why (recorded).")] = None,
+    note: NoteOption = None,
 ) -> None:
     """Resolve one disagreement: the golden field takes the value (or the department's) until a new value appears."""
     from warehouse.conflicts import apply_resolutions, resolve as do_resolve, shown

@@ -22,27 +22,13 @@ from rich.table import Table
 
 from hub.errors import HubError
 from hub.masking import mask_id
-from hub.settings import get_settings
+from hub.commands.common import ByOption, NoteOption, fail as _fail, work as _work
 
 console = Console()
 app = typer.Typer(name="identity", help="Identity resolution of records without a usable ID number (data stewards).",
                   no_args_is_help=True)
 
-ByOption = Annotated[str, typer.Option("--by", help="Who decides (recorded with the time).")]
-NoteOption = Annotated[str | None, typer.Option("--note", help="Why (recorded).")]
 LibraryOption = Annotated[str | None, typer.Option("--library", help="Only this library.")]
-
-
-def _work():  # type: ignore[no-untyped-def]
-    from warehouse.work import open_work
-
-    return open_work(get_settings().warehouse_dir)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    for problem in getattr(exc, "problems", None) or [str(exc)]:
-        console.print(f"[red]error:[/] {problem}")
-    return typer.Exit(1)
 
 
 def _num(value: float | None, digits: int = 2) -> str:

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from hub.errors import HubError
 from hub.settings import get_settings
+from hub.commands.common import ByOption, NoteOption, fail as _fail, work as _work
 
 console = Console()
 app = typer.Typer(name="quality", help="Quarantine, held batches and quality reports (data stewards).",
@@ -35,20 +36,6 @@ batch_app = typer.Typer(name="batch", help="Release or reject a batch held back 
                         no_args_is_help=True)
 app.add_typer(batch_app, name="batch")
 
-ByOption = Annotated[str, typer.Option("--by", help="Who decides (recorded with the time).")]
-NoteOption = Annotated[str | None, typer.Option("--note", help="Why (recorded).")]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    for problem in getattr(exc, "problems", None) or [str(exc)]:
-        console.print(f"[red]error:[/] {problem}")
-    return typer.Exit(1)
-
-
-def _work():  # type: ignore[no-untyped-def]
-    from warehouse.work import open_work
-
-    return open_work(get_settings().warehouse_dir)
 
 
 def _masked_record(entry: Any) -> dict[str, Any]:
