@@ -384,9 +384,7 @@ class Exchange:
         with contextlib.suppress(InvalidIdentifier):  # an ID number or a credit code: canonical if it is either
             holder = normalise_key("population" if len(holder) in (15, 18) and holder[:17].isdigit() else "legal_person",
                                    holder)
-        on = req.on or self.today()
-        if on > self.today():
-            raise InvalidRequest("on: the day asked about must not be in the future")
+        on = self._day_asked(req.on)
         self._charge(call, 1)
         snapshot = self.snapshots.get()
         draft.snapshot_version = snapshot.version
@@ -398,14 +396,19 @@ class Exchange:
         return self._verification(call, "licence_valid", {"licence_number": number, "holder_id": holder}, on, valid,
                                   snapshot)
 
+    def _day_asked(self, on: dt.date | None) -> dt.date:
+        """The day a verification is about: today unless given, never in the future."""
+        today = self.today()
+        if on is not None and on > today:
+            raise InvalidRequest("on: the day asked about must not be in the future")
+        return on or today
+
     def verify_existence(self, call: Call) -> Response:
         req = parse(ExistenceCheck, call.body)
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
         key = draft.key = normalise_key(req.library, req.key)
-        on = req.on or self.today()
-        if on > self.today():
-            raise InvalidRequest("on: the day asked about must not be in the future")
+        on = self._day_asked(req.on)
         self._charge(call, 1)
         snapshot = self.snapshots.get()
         draft.snapshot_version = snapshot.version
