@@ -33,7 +33,7 @@ from schemas.derive import duckdb_type
 
 ACTIVE, REOPENED, LAPSED, SUPERSEDED = "active", "reopened", "lapsed", "superseded"
 # Tables of the working database kept beside the code that uses them; warehouse.work creates them with the rest.
-DDL = [
+SCHEMA = [
     "CREATE SEQUENCE IF NOT EXISTS conflict_resolution_id START 1",
     """CREATE TABLE IF NOT EXISTS conflict_resolutions (
         id BIGINT DEFAULT nextval('conflict_resolution_id') PRIMARY KEY, library VARCHAR NOT NULL,
@@ -71,12 +71,6 @@ class ResolutionResult:
     lapsed: int
 
 
-def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create ``conflict_resolutions`` if the working database has none yet."""
-    for ddl in DDL:
-        conn.execute(ddl)
-
-
 def _register(library: str) -> str:
     return f'"golden_{library}_conflicts"'
 
@@ -95,7 +89,6 @@ def _library(name: str):  # type: ignore[no-untyped-def]
 def apply_resolutions(conn: duckdb.DuckDBPyConnection, library: str) -> ResolutionResult:
     """Apply the stewards' active resolutions of ``library`` to its golden table, provenance and register."""
     lib = _library(library)
-    ensure_schema(conn)
     if not _present(conn, library):
         return ResolutionResult(library, 0, 0, 0)
     register = _register(library)
@@ -158,7 +151,6 @@ def _status(resolution: dict | None, resolution_id: int | None) -> str:
 def conflicts(conn: duckdb.DuckDBPyConnection, library: str | None = None, field: str | None = None,
               key: str | None = None, *, open_only: bool = True, limit: int | None = None) -> list[Conflict]:
     """Register entries, by library, key and field; ``open_only`` leaves out the resolved ones."""
-    ensure_schema(conn)
     names = [_library(library).name] if library else list(LIBRARIES)
     if field and library and field not in LIBRARIES[library].field_names:
         raise ConflictError(f"{library} has no field {field!r}")

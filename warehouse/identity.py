@@ -78,12 +78,6 @@ class IdentityResult:
     seconds: float = 0.0
 
 
-def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the identity tables on a connection that did not come from ``open_work`` (which creates them)."""
-    for ddl in SCHEMA:
-        conn.execute(ddl)
-
-
 def _config(library: str, config: IdentityConfig | Path | None) -> IdentityConfig | None:
     if isinstance(config, IdentityConfig):
         return config
@@ -94,7 +88,6 @@ def resolve_identities(conn: duckdb.DuckDBPyConnection, library: str, config: Id
                        *, run_id: str | None = None) -> IdentityResult:
     """Link the library's key-only quarantined records to keyed entities; see the module docstring."""
     started = time.perf_counter()
-    ensure_schema(conn)
     run_id = run_id or f"identity-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
     cfg = _config(library, config)
     lib = LIBRARIES[library]

@@ -18,7 +18,7 @@ from hub.errors import HubError
 from hub.masking import mask_id
 from schemas import LIBRARIES
 from schemas.ids import is_valid_credit_code, is_valid_resident_id
-from warehouse.identity import MERGE, NONE, SPLIT, ensure_schema
+from warehouse.identity import MERGE, NONE, SPLIT
 
 ACTIONS = (MERGE, SPLIT, NONE)
 _VALID = {"resident_id": is_valid_resident_id, "credit_code": is_valid_credit_code}
@@ -50,7 +50,6 @@ class Explanation:
 
 def links(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Current links, newest first."""
-    ensure_schema(conn)
     where, params = ("AND library = ?", [library]) if library else ("", [])
     rows = conn.execute(
         "SELECT id, library, source, source_record_id, entity_key, match_weight, match_probability, decided_by, "
@@ -63,7 +62,6 @@ def links(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: in
 
 def near_misses(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Records left in quarantine by the last run, strongest candidate first."""
-    ensure_schema(conn)
     where, params = ("WHERE library = ?", [library]) if library else ("", [])
     rows = conn.execute(
         "SELECT library, source, source_record_id, entity_key, match_weight, match_probability, second_weight, reason "
@@ -76,7 +74,6 @@ def near_misses(conn: duckdb.DuckDBPyConnection, library: str | None = None, lim
 
 def explain(conn: duckdb.DuckDBPyConnection, source: str, record_id: str) -> Explanation:
     """The link of one record (or its best candidate), with each comparison's level and weight."""
-    ensure_schema(conn)
     overrides = [dict(zip(("action", "entity_key", "decided_by", "decided_at", "note"), r, strict=True))
                  for r in conn.execute("SELECT action, entity_key, decided_by, decided_at, note FROM identity_overrides "
                                        "WHERE source = ? AND source_record_id = ? ORDER BY decided_at, id",
@@ -120,7 +117,6 @@ def override(conn: duckdb.DuckDBPyConnection, source: str, record_id: str, actio
     Takes effect at the next identity run (before automatic matching, and on every run after).
     Returns the override's id.
     """
-    ensure_schema(conn)
     problems = []
     if action not in ACTIONS:
         problems.append(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")

@@ -74,7 +74,7 @@ def _schema() -> list[str]:
     from warehouse import conflicts, identity
     from warehouse.history import history_ddl
 
-    return [*SCHEMA, *identity.SCHEMA, *conflicts.DDL, *(history_ddl(lib) for lib in LIBRARIES.values())]
+    return [*SCHEMA, *identity.SCHEMA, *conflicts.SCHEMA, *(history_ddl(lib) for lib in LIBRARIES.values())]
 
 
 @contextmanager
