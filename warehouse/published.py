@@ -326,11 +326,8 @@ class PublishedSnapshot:
         table = self._tables.get(name + HISTORY_SUFFIX)
         if table is None:
             raise SnapshotError(f"snapshot {self.version} keeps no history of {name}")
-        # Files written by hand or by other tools for a library without fields of those names may use the
-        # plain valid_from / valid_to; the publisher always writes the underscored pair.
-        first, last = (VALID_FROM, VALID_TO) if VALID_FROM in table.names else ("valid_from", "valid_to")
         for row in table.rows(key):
-            start, end = table.value(row, first), table.value(row, last)
+            start, end = table.value(row, VALID_FROM), table.value(row, VALID_TO)
             if start is not None and _as_of_value(start, when) < start:
                 continue
             if end is not None and not _as_of_value(end, when) < end:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from schemas import LIBRARIES
 from schemas.derive import arrow_schema
+from warehouse.published import VALID_FROM, VALID_TO
 
 UTC = dt.UTC
 
@@ -26,7 +27,7 @@ def library_table(name: str, rows: Sequence[Mapping[str, Any]], *, extra: Sequen
     for f in extra:
         schema = schema.append(f)
     if sort:
-        rows = sorted(rows, key=lambda r: (r[lib.key], str(r.get("valid_from", ""))))
+        rows = sorted(rows, key=lambda r: (r[lib.key], str(r.get(VALID_FROM, ""))))
     return pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema)
 
 
@@ -34,7 +35,12 @@ CONFLICT_SCHEMA = pa.schema([("library", pa.string()), ("key", pa.string()), ("f
                              ("golden_value", pa.string()), ("rule", pa.string()), ("values", pa.string())])
 PROVENANCE_SCHEMA = pa.schema([("library", pa.string()), ("key", pa.string()), ("field", pa.string()),
                                ("source_department", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
-HISTORY_FIELDS = (pa.field("valid_from", pa.timestamp("us", tz="UTC")), pa.field("valid_to", pa.timestamp("us", tz="UTC")))
+HISTORY_FIELDS = (pa.field(VALID_FROM, pa.timestamp("us", tz="UTC")), pa.field(VALID_TO, pa.timestamp("us", tz="UTC")))
+
+
+def version(row: Mapping[str, Any], start: dt.datetime, end: dt.datetime | None) -> dict:
+    """One row of a ``<library>_history`` file: ``row`` valid from ``start`` (inclusive) to ``end`` (exclusive)."""
+    return {**row, VALID_FROM: start, VALID_TO: end}
 
 
 def conflict(library: str, key: str, field: str, golden: Any, rule: str, values: Sequence[tuple[Any, str, str]]) -> dict:

@@ -14,7 +14,7 @@ from schemas.ids import uscc_check_char
 from tests.exchange_api.conftest import (
     ABSENT_ID, OTHER_PERSON_ID, PERSON_ID, hub_at, person, resident_id, verify_with_cryptography,
 )
-from tests.exchange_api.snapshots import conflict, write_snapshot
+from tests.exchange_api.snapshots import conflict, version, write_snapshot
 
 UTC = dt.UTC
 PURPOSE = "social_assistance"
@@ -48,9 +48,8 @@ def licence(number: str, holder: str, **overrides):
     return row
 
 
-HISTORY = [person(PERSON_ID, marital_status="10", valid_from=dt.datetime(2000, 1, 1, tzinfo=UTC),
-                  valid_to=dt.datetime(2020, 5, 1, tzinfo=UTC)),
-           person(PERSON_ID, marital_status="20", valid_from=dt.datetime(2020, 5, 1, tzinfo=UTC), valid_to=None)]
+HISTORY = [version(person(PERSON_ID, marital_status="10"), dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2020, 5, 1, tzinfo=UTC)),
+           version(person(PERSON_ID, marital_status="20"), dt.datetime(2020, 5, 1, tzinfo=UTC), None)]
 SUSPENDED_HISTORY = json.dumps([{"status": "issued", "date": "2020-01-01"}, {"status": "suspended", "date": "2025-06-01"}])
 
 

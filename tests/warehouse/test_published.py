@@ -12,7 +12,7 @@ import pytest
 
 from hub.errors import SnapshotError
 from tests.exchange_api.conftest import OTHER_PERSON_ID, PERSON_ID, person, resident_id
-from tests.exchange_api.snapshots import conflict, switch_current, write_snapshot
+from tests.exchange_api.snapshots import conflict, switch_current, version, write_snapshot
 from warehouse.published import SERVING, CurrentSnapshot, is_prepared, open_current, open_snapshot, prepare
 
 UTC = dt.UTC
@@ -58,9 +58,8 @@ def test_unsorted_files_and_variable_width_keys_still_work(tmp_path):
 
 
 def test_history_answers_as_of_a_time(tmp_path):
-    history = [person(PERSON_ID, marital_status="10", valid_from=dt.datetime(2000, 1, 1, tzinfo=UTC),
-                      valid_to=dt.datetime(2020, 5, 1, tzinfo=UTC)),
-               person(PERSON_ID, marital_status="20", valid_from=dt.datetime(2020, 5, 1, tzinfo=UTC), valid_to=None)]
+    history = [version(person(PERSON_ID, marital_status="10"), dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2020, 5, 1, tzinfo=UTC)),
+               version(person(PERSON_ID, marital_status="20"), dt.datetime(2020, 5, 1, tzinfo=UTC), None)]
     write_snapshot(tmp_path, "v000001", {"population": [person(PERSON_ID, marital_status="20")]},
                    history={"population": history})
     snap = open_current(tmp_path)
