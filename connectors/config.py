@@ -6,6 +6,8 @@ refused at load time with every problem listed.
 
 from __future__ import annotations
 
+import string
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +23,73 @@ from schemas.events import EVENTS, record_type
 SAMPLE_SOURCES = Path(__file__).parent / "config" / "sample_sources.yaml"
 
 
+# Characters that only separate the parts of a template ("{STREET_NO} {ADDRESS_1}, {SUBURB}"): the ones an
+# empty part must not leave doubled or dangling. Any other literal text belongs to the part beside it.
+SEPARATORS = " \t,，;；、/|:：-–—·"
+
+
+@dataclass(frozen=True)
+class TemplatePart:
+    """One placeholder of a template, with the literal text attached to it (kept only when it is not empty)."""
+
+    column: str
+    prefix: str = ""
+    suffix: str = ""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed template: its placeholders, and the separator between each one and the next."""
+
+    parts: tuple[TemplatePart, ...]
+    joints: tuple[str, ...]  # joints[i] separates parts[i] from parts[i + 1]
+
+
+def _split_literal(text: str) -> tuple[str, str, str]:
+    """Literal text between two placeholders as (suffix of the one before, separator, prefix of the one after)."""
+    at = [i for i, c in enumerate(text) if c in SEPARATORS]
+    if not at:  # no separator: all of it goes with the part before ("{YEAR}年{MONTH}月")
+        return text, "", ""
+    return text[:at[0]], text[at[0]:at[-1] + 1], text[at[-1] + 1:]
+
+
+def parse_template(template: str) -> Template:
+    """The placeholders and literal text of a str.format-style template; ValueError names what is wrong."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"bad template {template!r}: {exc}") from None
+    literals, columns = [""], []
+    for literal, name, spec, conversion in parsed:
+        literals[-1] += literal
+        if name is None:
+            continue
+        if not name:
+            raise ValueError(f"bad template {template!r}: placeholder {{}} does not name a column")
+        if spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"bad template {template!r}: {shown} has a conversion or format; placeholders only name columns")
+        columns.append(name)
+        literals.append("")
+    if not columns:
+        raise ValueError(f"bad template {template!r}: it names no column")
+    prefixes, suffixes, joints = [literals[0]] + [""] * (len(columns) - 1), [""] * len(columns), []
+    for i, literal in enumerate(literals[1:-1]):
+        suffixes[i], joint, prefixes[i + 1] = _split_literal(literal)
+        joints.append(joint)
+    suffixes[-1] += literals[-1]
+    return Template(tuple(TemplatePart(c, p, s) for c, p, s in zip(columns, prefixes, suffixes)), tuple(joints))
+
+
 class FieldMap(BaseModel):
-    """How one canonical field is read from a department column."""
+    """How one canonical field is read from a department column, or from several combined."""
 
     model_config = ConfigDict(extra="forbid")
 
     column: str | None = None
+    columns: list[str] | None = None  # concatenated, empty parts skipped
+    separator: str | None = None  # between the parts of ``columns`` (default: none)
+    template: str | None = None  # str.format-style, e.g. "{STREET_NO} {ADDRESS_1}, {SUBURB}"
     value: str | None = None  # a constant, e.g. life_status "deceased" for a deaths register
     codes: dict[str, str] | None = None  # department code -> national code
     by_label: str | None = None  # the department writes the Chinese label of this code table
@@ -35,9 +98,43 @@ class FieldMap(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "FieldMap":
-        if (self.column is None) == (self.value is None):
-            raise ValueError("give exactly one of column or value")
+        problems = []
+        given = [x is not None for x in (self.column, self.columns, self.template, self.value)]
+        if sum(given) != 1:
+            problems.append("give exactly one of column, columns, template or value")
+        if self.columns is not None and len(self.columns) < 2:
+            problems.append(f"columns needs at least two columns (got {self.columns}); one is 'column'")
+        if self.separator is not None and self.columns is None:
+            problems.append("separator goes with columns (a template writes its own separators)")
+        if self.template is not None:
+            try:
+                parse_template(self.template)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def reads(self) -> list[str]:
+        """The department columns this field is read from."""
+        if self.column is not None:
+            return [self.column]
+        if self.columns is not None:
+            return list(self.columns)
+        if self.template is not None:
+            return [p.column for p in parse_template(self.template).parts]
+        return []
+
+    @property
+    def text_name(self) -> str | None:
+        """What the field's raw text is called in rules and reports: the column, or the combination as a template."""
+        if self.column is not None or self.template is not None:
+            return self.column if self.column is not None else self.template
+        if self.columns is not None:
+            sep = (self.separator or "").replace("{", "{{").replace("}", "}}")
+            return sep.join("{" + c + "}" for c in self.columns)
+        return None
 
 
 def _shorthand_fields(value: Any) -> Any:
@@ -67,6 +164,9 @@ class SourceConfig(BaseModel):
     watermark: str | None = None  # update-time or sequence column for incremental extraction
     batch_size: int = Field(default=100_000, ge=1)
     authoritative: list[str] = []
+    # False: the department has no ID number (or credit code) for its records; they enter with the key
+    # null and the gate sends them to identity resolution with one reason, "<key>: not carried by this source".
+    carries_key: bool = True
     fields: dict[str, FieldMap]
     # A row that describes several records (a marriage: husband and wife) lists each record's own
     # fields here; every record also gets the shared ``fields``.
@@ -91,7 +191,7 @@ class SourceConfig(BaseModel):
     @property
     def columns(self) -> list[str]:
         """Every department column the mapping reads."""
-        return list(dict.fromkeys(m.column for fields in self.record_fields() for m in fields.values() if m.column))
+        return list(dict.fromkeys(c for fields in self.record_fields() for m in fields.values() for c in m.reads))
 
     @property
     def delivers(self) -> str:
@@ -130,8 +230,11 @@ def problems_of(source: SourceConfig) -> list[str]:
             unknown = sorted(set(spec.codes.values()) - set(TABLES[declared[name].code_table]))
             if unknown:
                 problems.append(f"{where}: field {name!r} maps to codes not in {declared[name].code_table}: {unknown}")
+    problems += _key_problems(source, lib.key, where)
+    # A master (or an events source) carries whole records; a contributor maps what it has, beside the key.
     complete = source.role in ("master", "events")
-    required = {lib.key} | ({f.name for f in declared.values() if f.required} if complete else set())
+    required = ({lib.key} if source.carries_key else set()) | (
+        {f.name for f in declared.values() if f.required} if complete else set())
     for fields in source.record_fields():
         problems += [f"{where}: required field {n!r} of {lib.name} is not mapped" for n in sorted(required - set(fields))]
     for name in source.authoritative:
@@ -143,6 +246,19 @@ def problems_of(source: SourceConfig) -> list[str]:
         problems.append(f"{where}: an sql source needs a table")
     if not (source.connection or source.url):
         problems.append(f"{where}: needs a connection id or a url")
+    return problems
+
+
+def _key_problems(source: SourceConfig, key: str, where: str) -> list[str]:
+    """What is wrong with a source's declaration that it carries no key of its library."""
+    if source.carries_key:
+        return []
+    problems = []
+    if source.role != "contributor":
+        problems.append(f"{where}: a {source.role} source carries the library key ({key}); "
+                        "carries_key: false is for contributors")
+    if any(key in fields for fields in source.record_fields()):
+        problems.append(f"{where}: carries_key is false but the library key {key!r} is mapped")
     return problems
 
 
