@@ -38,19 +38,30 @@ class AnalystQuery(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-def _masked(field: Field) -> str | None:
-    """The masked expression of one column, or None when it must not be shown at all."""
-    column = f'"{field.name}"'
+def masked_expression(field: Field, column: str | None = None) -> str | None:
+    """The masked SQL expression of ``field``'s values (held in ``column``, the field's own column by default).
+
+    None when the field must not be shown at all. The one masking policy of analysts' views, also
+    applied to values of the field held elsewhere (the entity keys of identity links).
+    """
+    column = column or f'"{field.name}"'
     if field.sharing is Sharing.NOT_SHAREABLE and not field.metadata:
         return None
     if field.personal is PersonalData.IDENTIFIER:
         # Region (6) and birth year (4) of an 18-character resident ID; other identifiers kept whole.
         return (f"CASE WHEN length({column}) = 18 AND regexp_full_match({column}, '[0-9]{{17}}[0-9X]') "
-                f"THEN substr({column}, 1, 10) ELSE {column} END AS {column}")
+                f"THEN substr({column}, 1, 10) ELSE {column} END")
     if field.personal in (PersonalData.PERSONAL, PersonalData.SENSITIVE) and field.type == "string" \
             and field.code_table is None:
-        return f"CASE WHEN {column} IS NULL THEN NULL ELSE left({column}, 1) || '**' END AS {column}"
+        return f"CASE WHEN {column} IS NULL THEN NULL ELSE left({column}, 1) || '**' END"
     return column
+
+
+def _masked(field: Field) -> str | None:
+    """The masked expression of one column, named as the column, or None when it must not be shown at all."""
+    expr = masked_expression(field)
+    column = f'"{field.name}"'
+    return None if expr is None else column if expr == column else f"{expr} AS {column}"
 
 
 def masked_view_sql(lib: Library, source: str) -> str:
@@ -87,11 +98,17 @@ class AnalystSession:
                 session.add(entry)
 
 
+def analyst_role(raw: bool, reason: str | None) -> str:
+    """``raw`` or ``masked``; the raw role only with a stated reason (``PermissionError`` otherwise)."""
+    if raw and not (reason and reason.strip()):
+        raise PermissionError("the raw role needs a stated reason; it is recorded with every query")
+    return "raw" if raw else "masked"
+
+
 def open_analyst(snapshots_dir: Path, engine: Engine, *, raw: bool = False, reason: str | None = None,
                  analyst: str | None = None) -> AnalystSession:
     """The current snapshot for an analyst: masked views by default, raw tables only with a reason."""
-    if raw and not (reason and reason.strip()):
-        raise PermissionError("the raw role needs a stated reason; it is recorded with every query")
+    role = analyst_role(raw, reason)
     name = current_name(snapshots_dir)
     conn = duckdb.connect()
     conn.execute(f"ATTACH '{snapshots_dir / name / DATABASE}' AS snapshot (READ_ONLY)")
@@ -110,4 +127,4 @@ def open_analyst(snapshots_dir: Path, engine: Engine, *, raw: bool = False, reas
         # No other file may be opened either (read_parquet, ATTACH), and the setting can't be undone.
         conn.execute("SET enable_external_access = false")
         conn.execute("SET lock_configuration = true")
-    return AnalystSession(conn, engine, name, "raw" if raw else "masked", reason, analyst or getpass.getuser())
+    return AnalystSession(conn, engine, name, role, reason, analyst or getpass.getuser())
