@@ -1,18 +1,24 @@
-"""What stewards do with identity resolution: list links and near misses, explain one, merge or split a record.
+"""What stewards do with identity resolution: list links and near misses, explain one, merge or split a record,
+export the links, read the model a run trained.
 
 An override is a standing decision: it is applied before automatic matching on every later run
 (``warehouse.identity``), so it survives whatever Splink would decide. ID numbers are masked in
-every message.
+every message. An export is masked like analysts' views (``warehouse.analyst``) unless it is taken
+under the raw role with a stated reason, and every export is logged in ``analyst_queries`` as an
+analyst's query is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+from sqlalchemy.engine import Engine
 
 from hub.errors import HubError
 from hub.masking import mask_id
@@ -46,6 +52,7 @@ class Explanation:
     comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # retired links
+    run_id: str | None = None  # the run that made the link or left the near miss
 
 
 def links(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -84,19 +91,19 @@ def explain(conn: duckdb.DuckDBPyConnection, source: str, record_id: str) -> Exp
                                      "FROM identity_links WHERE source = ? AND source_record_id = ? AND retired_at IS NOT NULL "
                                      "ORDER BY id", [source, record_id]).fetchall()]
     link = conn.execute(
-        "SELECT library, entity_key, match_weight, match_probability, decided_by, decided_at, id, comparisons "
+        "SELECT library, entity_key, match_weight, match_probability, decided_by, decided_at, id, comparisons, run_id "
         "FROM identity_links WHERE source = ? AND source_record_id = ? AND retired_at IS NULL", [source, record_id]).fetchall()
     if link:
-        lib, key, weight, prob, by, at, link_id, comparisons = link[0]
+        lib, key, weight, prob, by, at, link_id, comparisons, run = link[0]
         return Explanation(lib, source, record_id, "linked", key, weight, prob, by, at, link_id, None,
-                           json.loads(comparisons) if comparisons else {}, overrides, history)
+                           json.loads(comparisons) if comparisons else {}, overrides, history, run)
     miss = conn.execute(
-        "SELECT library, entity_key, match_weight, match_probability, reason, comparisons, scored_at "
+        "SELECT library, entity_key, match_weight, match_probability, reason, comparisons, scored_at, run_id "
         "FROM identity_near_misses WHERE source = ? AND source_record_id = ?", [source, record_id]).fetchall()
     if miss:
-        lib, key, weight, prob, reason, comparisons, at = miss[0]
+        lib, key, weight, prob, reason, comparisons, at, run = miss[0]
         return Explanation(lib, source, record_id, "near miss", key, weight, prob, None, at, None, reason,
-                           json.loads(comparisons) if comparisons else {}, overrides, history)
+                           json.loads(comparisons) if comparisons else {}, overrides, history, run)
     lib = _record_library(conn, source, record_id)
     return Explanation(lib, source, record_id, "not resolved", None, None, None, None, None, None, None, {}, overrides,
                        history)
@@ -141,3 +148,131 @@ def override(conn: duckdb.DuckDBPyConnection, source: str, record_id: str, actio
                         "decided_by, decided_at, note) VALUES (?, ?, ?, ?, ?, ?, now(), ?) RETURNING id",
                         [library, source, record_id, action, entity_key, by.strip(), note]).fetchall()
     return rows[0][0]
+
+
+def check_library(library: str) -> str:
+    """``library`` if it is one of the hub's libraries, else an ``IdentityError`` naming them."""
+    if library not in LIBRARIES:
+        raise IdentityError(f"unknown library {library!r}: one of {', '.join(sorted(LIBRARIES))}")
+    return library
+
+
+# --- Export -------------------------------------------------------------------------------------------------------
+
+EXPORT_LABEL = "identity_links"  # what an export's log entry names as the data it read (the working database)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sql_name(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def comparison_names(conn: duckdb.DuckDBPyConnection, library: str) -> list[str]:
+    """The comparisons the current links of ``library`` carry, in the order the model lists them (from the data)."""
+    names: list[str] = []
+    for (keys,) in conn.execute(
+            "SELECT DISTINCT json_keys(comparisons) FROM identity_links WHERE retired_at IS NULL AND library = ? "
+            "AND comparisons IS NOT NULL", [library]).fetchall():
+        names += [k for k in keys if k not in names]
+    return names
+
+
+def export_sql(conn: duckdb.DuckDBPyConnection, library: str, *, raw: bool = False) -> str:
+    """The ``SELECT`` of every current link of ``library``: who, what, weights and each comparison's level and weight.
+
+    The entity key is masked as analysts' views mask the library's key field, unless ``raw``.
+    """
+    from warehouse.analyst import masked_expression
+
+    lib = LIBRARIES[check_library(library)]
+    key = next(f for f in lib.fields if f.name == lib.key)
+    entity = "entity_key" if raw else (masked_expression(key, "entity_key") or "NULL")
+    columns = ["id AS link_id", "library", "source", "source_record_id", f"{entity} AS entity_key",
+               "match_probability", "match_weight", "decided_by", "decided_at", "run_id"]
+    for name in comparison_names(conn, library):
+        path = _sql_text("$." + '"' + name.replace('"', '\\"') + '"')
+        columns.append(f"json_extract_string(comparisons, {path} || '.level') AS {_sql_name(name + '_level')}")
+        columns.append(f"TRY_CAST(json_extract(comparisons, {path} || '.weight') AS DOUBLE) "
+                       f"AS {_sql_name(name + '_weight')}")
+    return (f"SELECT {', '.join(columns)} FROM identity_links WHERE retired_at IS NULL AND library = "
+            f"{_sql_text(library)} ORDER BY source, source_record_id")
+
+
+def export_links(conn: duckdb.DuckDBPyConnection, engine: Engine, library: str, *, raw: bool = False,
+                 reason: str | None = None, analyst: str | None = None) -> pa.Table:
+    """Every current link of ``library`` (see ``export_sql``), logged as an analyst's query (who, when, role, reason, rows).
+
+    The raw role needs a stated reason (``PermissionError``), as for ``hub sql --raw``.
+    """
+    import getpass
+
+    from warehouse.analyst import AnalystSession, analyst_role
+
+    role = analyst_role(raw, reason)
+    check_library(library)
+    session = AnalystSession(conn, engine, EXPORT_LABEL, role, reason, analyst or getpass.getuser())
+    result = session.query(export_sql(conn, library, raw=raw))
+    assert result is not None
+    return result
+
+
+# --- The trained model --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """One row of ``identity_models``: the model a run trained (Splink's settings JSON) and what training did."""
+
+    library: str
+    run_id: str
+    trained_at: dt.datetime | None
+    settings: dict[str, Any]
+    training: dict[str, Any]
+
+
+def saved_model(conn: duckdb.DuckDBPyConnection, library: str, run_id: str | None = None) -> SavedModel | None:
+    """The model of run ``run_id`` if given and saved, else the last one trained for ``library``; None if none."""
+    check_library(library)
+    try:
+        rows = conn.execute(
+            "SELECT library, run_id, trained_at, settings, training FROM identity_models WHERE library = ? "
+            "ORDER BY run_id IS NOT DISTINCT FROM ? DESC, trained_at DESC NULLS LAST LIMIT 1", [library, run_id]).fetchall()
+    except duckdb.CatalogException:  # a working database from before models were saved
+        return None
+    if not rows:
+        return None
+    lib, run, at, settings, training = rows[0]
+    return SavedModel(lib, run, at, json.loads(settings) if settings else {}, json.loads(training) if training else {})
+
+
+def _log2(value: float | None) -> float | None:
+    return None if not value else math.log2(value)
+
+
+def model_summary(model: SavedModel) -> dict[str, Any]:
+    """What a steward reads of a model: the prior, each comparison's levels with m, u and match weight, blocking."""
+    from warehouse.identity_charts import level_weight
+
+    s = model.settings
+    prior = s.get("probability_two_random_records_match")
+    comparisons = []
+    for comparison in s.get("comparisons", []):
+        levels = [{"level": lvl.get("label_for_charts"), "null_level": bool(lvl.get("is_null_level")),
+                   "m_probability": lvl.get("m_probability"), "u_probability": lvl.get("u_probability"),
+                   "match_weight": None if lvl.get("is_null_level") else level_weight(lvl),
+                   "tf_adjustment_column": lvl.get("tf_adjustment_column")}
+                  for lvl in comparison.get("comparison_levels", [])]
+        comparisons.append({"comparison": comparison.get("output_column_name"),
+                            "description": comparison.get("comparison_description"), "levels": levels})
+    blocking = [r.get("blocking_rule") if isinstance(r, dict) else r
+                for r in s.get("blocking_rules_to_generate_predictions", [])]
+    return {
+        "library": model.library, "run_id": model.run_id,
+        "trained_at": model.trained_at.isoformat() if model.trained_at else None,
+        "prior": {"probability_two_random_records_match": prior,
+                  "match_weight": _log2(prior / (1 - prior)) if prior and prior < 1 else None},
+        "comparisons": comparisons, "blocking_rules": blocking, "training": model.training,
+    }
