@@ -93,3 +93,48 @@ def full_name(code: str, year: int | None = None) -> str:
     prefecture = pick(code[:4] + "00")
     parts = [province.province if province else "", "" if prefecture in {"市辖区", "县"} else prefecture, pick(code)]
     return "".join(dict.fromkeys(p for p in parts if p))
+
+
+_SUFFIX = re.compile(r"(自治县|自治旗|林区|特区|县|市|区|旗)$")
+
+
+def _base(name: str) -> str:
+    return _SUFFIX.sub("", name)
+
+
+@lru_cache(maxsize=1)
+def successors() -> dict[str, str]:
+    """Retired code -> the code in use today that continues it (a county renamed a district, 大兴县 → 大兴区).
+
+    GB/T 2260 publishes codes and their years, not successions: a retired code's successor is the one
+    code of the same province that started the year it ended (or the next) under the same name less
+    its suffix. Merges into a differently named unit have no successor here (the city still agrees).
+    """
+    table = regions()
+    started: dict[tuple[str, int, str], list[str]] = {}
+    for code, items in table.items():
+        for r in items:
+            started.setdefault((code[:2], r.start, _base(r.name)), []).append(code)
+    direct: dict[str, str] = {}
+    for code, items in table.items():
+        last = items[-1]
+        if last.end == OPEN_END:
+            continue
+        found = {c for year in (last.end, last.end + 1)
+                 for c in started.get((code[:2], year, _base(last.name)), ()) if c != code}
+        if len(found) == 1:
+            direct[code] = found.pop()
+    out = {}
+    for code in direct:
+        seen, current = {code}, direct[code]
+        while current in direct and direct[current] not in seen:  # follow renames to today's code
+            seen.add(current)
+            current = direct[current]
+        if table[current][-1].end == OPEN_END:
+            out[code] = current
+    return out
+
+
+def current_code(code: str) -> str:
+    """Today's code for ``code``: itself when in use or unknown, else its successor when there is one."""
+    return successors().get(code, code)

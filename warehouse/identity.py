@@ -19,6 +19,7 @@ Called before ``build_golden``. For one library, each run:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from schemas import LIBRARIES
 from schemas.derive import duckdb_type
 from warehouse import identity_data as data
 from warehouse.identity_config import IdentityConfig, load_config
-from warehouse.identity_model import match
+from warehouse.identity_model import Model, cluster, match, tf_columns
 from warehouse.staging import merge
 
 SPLINK = "splink"
@@ -52,6 +53,13 @@ SCHEMA = [
         library VARCHAR, source VARCHAR, source_record_id VARCHAR, quarantine_id BIGINT, entity_key VARCHAR,
         match_weight DOUBLE, match_probability DOUBLE, second_weight DOUBLE, reason VARCHAR, comparisons JSON,
         run_id VARCHAR, scored_at TIMESTAMPTZ)""",
+    # The model each run trained: Splink's settings (m, u, prior, comparisons, blocking) and what training saw.
+    """CREATE TABLE IF NOT EXISTS identity_models (
+        library VARCHAR, run_id VARCHAR, trained_at TIMESTAMPTZ, settings JSON, training JSON)""",
+    # Records matched to no entity but to each other (Splink's clustering): one steward case per cluster.
+    """CREATE TABLE IF NOT EXISTS identity_clusters (
+        library VARCHAR, cluster_id VARCHAR, source VARCHAR, source_record_id VARCHAR, quarantine_id BIGINT,
+        size INTEGER, run_id VARCHAR, clustered_at TIMESTAMPTZ)""",
     "CREATE SEQUENCE IF NOT EXISTS identity_override_id START 1",
     # Stewards' decisions, applied in order before automatic matching on every run.
     """CREATE TABLE IF NOT EXISTS identity_overrides (
@@ -93,16 +101,23 @@ def resolve_identities(conn: duckdb.DuckDBPyConnection, library: str, config: Id
     lib = LIBRARIES[library]
     if cfg is None:  # no model configured for this library: nothing is matched
         return IdentityResult(library, run_id)
-    candidates = data.load_candidates(conn, library, lib.key)
+    candidates = data.load_candidates(conn, library, lib.key, cfg)
     conn.execute("BEGIN")
     try:
         unlinked = _retire_vanished(conn, library)
         _load_overrides(conn, library)
         unlinked += _retire_changed(conn, library)
-        entities = data.load_entities(conn, library, lib.key, cfg.seed, SAMPLE_SIZE)
-        pairs = _score(conn, cfg, library, entities) if candidates else pa.table({})
+        if candidates:
+            entities = data.load_entities(conn, library, lib.key, cfg.seed, SAMPLE_SIZE)
+            model, pairs = _score(conn, cfg, entities)
+        else:
+            entities, model, pairs = data.count_entities(conn, library, lib.key), None, pa.table({})
         _decide(conn, cfg, pairs)
+        clusters = _cluster(conn, cfg, model, library, run_id)
         new = _write(conn, library, run_id)
+        if model is not None:
+            conn.execute("INSERT INTO identity_models VALUES (?, ?, now(), ?, ?)",
+                         [library, run_id, json.dumps(model.settings), json.dumps({**model.training, "clusters": clusters})])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -204,16 +219,51 @@ def _retire_changed(conn: duckdb.DuckDBPyConnection, library: str) -> int:
     return n
 
 
-def _score(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, library: str, entities: int) -> pa.Table:
-    """Splink's pairs for every candidate (trained on all of them, so a run's weights do not depend on what was linked)."""
-    candidates = data.candidate_table(conn, data.CANDIDATE_TABLE)
-    blocked = data.blocked_entities(conn, data.CANDIDATE_TABLE)
-    sample = data.entity_sample(conn)
-    tf = data.name_frequencies(conn, library, candidates, blocked, sample)
+def _score(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, entities: int) -> tuple[Model | None, pa.Table]:
+    """Splink's pairs for every candidate (trained on all of them, so a run's weights do not depend on what was linked).
+
+    Each blocking rule's comparisons are counted first; a rule over ``max_comparisons`` is left out.
+    """
+    counts = data.count_comparisons(conn, cfg.blocking_rules)
+    for c in counts:
+        c["used"] = c["comparisons"] <= cfg.max_comparisons
+    rules = [tuple(c["rule"]) for c in counts if c["used"]]
+    blocked = data.blocked_entities(conn, rules)
     if not blocked.num_rows:
-        return pa.table({})
-    _model, pairs = match(cfg, candidates, sample, blocked, tf, entities)
-    return pairs
+        return None, pa.table({})
+    candidates = data.candidate_table(conn)
+    sample = data.entity_sample(conn)
+    tf = {col: data.frequencies(conn, col, candidates, blocked, sample) for col in tf_columns(cfg)}
+    model, pairs = match(cfg, candidates, sample, blocked, tf, entities, rules)
+    return Model(model.settings, model.levels, {**model.training, "blocking": counts, "candidates": candidates.num_rows,
+                                                 "blocked_entities": blocked.num_rows, "sample": sample.num_rows}), pairs
+
+
+def _cluster(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, model: Model | None, library: str,
+             run_id: str) -> int:
+    """Records matched to no entity that match each other: one steward case per cluster (``identity_clusters``)."""
+    conn.execute("DELETE FROM identity_clusters WHERE library = ?", [library])
+    if model is None:
+        return 0
+    records = data.candidate_table(conn, "c.unique_id IN (SELECT unique_id FROM identity_decisions "
+                                         "WHERE decision IN ('no candidate', 'below threshold'))")
+    if records.num_rows < 2:
+        return 0
+    rules = [tuple(c["rule"]) for c in model.training["blocking"] if c["used"]]
+    tf = {col: data.frequencies(conn, col, records) for col in tf_columns(cfg)}
+    clusters = cluster(model, records, tf, cfg.threshold_match_probability, rules)
+    conn.register("identity_clusters_arrow", clusters)
+    try:
+        conn.execute(f"""
+            INSERT INTO identity_clusters
+            SELECT ?, 'c-' || k.cluster_id, c.source, c.source_record_id, c.quarantine_id, k.size, ?, now()
+            FROM (SELECT unique_id, cluster_id, count(*) OVER (PARTITION BY cluster_id) AS size
+                  FROM identity_clusters_arrow) k
+            JOIN {data.CANDIDATE_TABLE} c USING (unique_id) WHERE k.size > 1""", [library, run_id])
+    finally:
+        conn.unregister("identity_clusters_arrow")
+    return conn.execute("SELECT count(DISTINCT cluster_id) FROM identity_clusters WHERE library = ?",
+                        [library]).fetchall()[0][0]
 
 
 def _decide(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, pairs: pa.Table) -> None:
@@ -236,7 +286,7 @@ def _decide(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, pairs: pa.Tabl
     conn.execute("DELETE FROM identity_best WHERE rank > 1")
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE identity_decisions AS
-        SELECT c.unique_id, c.quarantine_id, c.source, c.source_record_id, c.record_hash,
+        SELECT c.unique_id, c.quarantine_id, c.source, c.source_record_id, c.record_hash, c.withheld,
             CASE WHEN l.id IS NOT NULL THEN 'keep' WHEN a.action = 'merge' THEN 'merge' WHEN a.action = 'none' THEN 'none'
                  WHEN b.candidate IS NULL THEN 'no candidate'
                  WHEN b.match_probability < ? THEN 'below threshold'
@@ -271,6 +321,8 @@ def _write(conn: duckdb.DuckDBPyConnection, library: str, run_id: str) -> int:
             UPDATE quarantine q SET status = '{LINKED}', decided_by = n.decided_by, decided_at = now(),
                 note = 'identity link ' || n.id || ': entity ' || {masked} || ' by ' || n.decided_by
                     || coalesce(', weight ' || round(n.match_weight, 2) || ', probability ' || round(n.match_probability, 6), '')
+                    || CASE WHEN len(n.withheld) > 0 THEN '; not staged (failed their rules): '
+                            || array_to_string(n.withheld, ', ') ELSE '' END
             FROM identity_new n WHERE q.id = n.quarantine_id""")
     conn.execute("DELETE FROM identity_near_misses WHERE library = ?", [library])
     conn.execute(f"""
@@ -298,12 +350,14 @@ def _stage(conn: duckdb.DuckDBPyConnection, library: str) -> None:
     """Each newly linked record into staging with its key filled in, replacing its source's earlier version."""
     lib = LIBRARIES[library]
     struct = "{" + ", ".join(f'"{f.name}": "{duckdb_type(f.type)}"' for f in lib.fields) + "}"
-    columns = ", ".join(f'entity_key AS "{f.name}"' if f.name == lib.key else f"struct_extract(r, '{f.name}') AS \"{f.name}\""
-                        for f in lib.fields)
+    # A field that failed its rule (``withheld``) is not staged: the linked record contributes only what passed.
+    columns = ", ".join(f'entity_key AS "{f.name}"' if f.name == lib.key else
+                        f"CASE WHEN list_contains(withheld, '{f.name}') THEN NULL ELSE struct_extract(r, '{f.name}') END "
+                        f'AS "{f.name}"' for f in lib.fields)
     sources = [s for (s,) in conn.execute("SELECT DISTINCT source FROM identity_new ORDER BY 1").fetchall()]
     for source in sources:
         records = conn.sql(
-            f"SELECT {columns}, file AS _file, line AS _line FROM (SELECT n.entity_key, q.file, q.line, "
+            f"SELECT {columns}, file AS _file, line AS _line FROM (SELECT n.entity_key, n.withheld, q.file, q.line, "
             f"from_json(q.record, '{struct}') AS r FROM identity_new n JOIN quarantine q ON q.id = n.quarantine_id "
             "WHERE n.source = ?)", params=[source]).to_arrow_table()
         merge(conn, library, source, records)

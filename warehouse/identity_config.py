@@ -13,20 +13,33 @@ import yaml
 from hub.errors import ConfigError
 
 CONFIG_FILE = Path(__file__).parent / "config" / "identity.yaml"
-# The comparisons of each library's model and their levels, most similar first (the null level has no m).
-LEVELS: dict[str, dict[str, tuple[str, ...]]] = {
-    "population": {
-        "id_digits": ("same_body", "one_digit_off", "different"),
-        "name": ("exact", "one_character_off", "different"),
-        "birth_date": ("exact", "one_digit_off", "different"),
-        "gender": ("exact", "different"),
-        "region": ("same_household_region", "same_birth_region", "same_city", "same_province", "different"),
-        "address": ("same_household_address", "shared_address", "similar_address", "different"),
-        "life_event": ("same_death_date", "same_status", "different"),
-    },
+# The matching columns both sides carry (see warehouse.identity_features and warehouse.identity_data).
+COLUMNS = (
+    "name", "name_norm", "name_pinyin", "name_compact", "name_key", "name_first", "name_last", "surname",
+    "birth_date", "birth_text", "birth_ym", "birth_year", "birth_month", "birth_day", "gender",
+    "region", "id_region", "city", "province", "id_body", "id_head", "id_tail",
+    "address_key", "residence_key", "address_tokens", "life_status", "life_status_date",
+)
+LIBRARIES_WITH_MODELS = ("population",)
+# Level kinds (Splink's comparison level library) and the settings each takes besides ``label``.
+KINDS: dict[str, tuple[str, ...]] = {
+    "empty": (), "exact": ("tf_adjustment",), "jaro_winkler": ("threshold",), "jaro": ("threshold",),
+    "levenshtein": ("threshold",), "damerau_levenshtein": ("threshold",), "jaccard": ("threshold",),
+    "array_intersect": ("min_intersection",), "columns_reversed": (), "sql": (), "else": (),
 }
 _SCALARS = {"threshold_match_probability", "min_margin_weight", "seed", "max_pairs_for_u", "deterministic_recall",
-            "prior_pairs"}
+            "m_smoothing"}
+_LISTS = {"optional_fields", "deterministic_rules", "training", "blocking", "comparisons"}
+
+
+@dataclass(frozen=True)
+class Level:
+    """One comparison level: its label, kind (a key of ``KINDS``), argument (column(s), SQL) and settings."""
+
+    label: str
+    kind: str
+    argument: Any
+    options: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -39,8 +52,13 @@ class IdentityConfig:
     seed: int
     max_pairs_for_u: int
     deterministic_recall: float
-    prior_pairs: float
-    m_probabilities: dict[str, dict[str, float]]
+    m_smoothing: float
+    optional_fields: tuple[str, ...]
+    deterministic_rules: tuple[tuple[str, ...], ...]
+    training: tuple[tuple[str, ...], ...]
+    blocking_rules: tuple[tuple[str, ...], ...]
+    max_comparisons: int
+    comparisons: dict[str, tuple[Level, ...]]
 
     @property
     def threshold_match_weight(self) -> float:
@@ -53,70 +71,171 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _library_problems(name: str, section: Any) -> list[str]:
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _rules(where: str, value: Any, problems: list[str]) -> tuple[tuple[str, ...], ...]:
+    """A list of rules, each a non-empty list of known columns."""
+    if not isinstance(value, list) or not value:
+        problems.append(f"{where}: expected a non-empty list of rules, each a list of columns")
+        return ()
+    out = []
+    for i, rule in enumerate(value):
+        if not isinstance(rule, list) or not rule or not all(isinstance(c, str) for c in rule):
+            problems.append(f"{where}[{i}]: expected a non-empty list of column names, got {rule!r}")
+            continue
+        unknown = [c for c in rule if c not in COLUMNS]
+        problems += [f"{where}[{i}]: unknown column {c!r} (known: {', '.join(COLUMNS)})" for c in unknown]
+        out.append(tuple(rule))
+    return tuple(out)
+
+
+def _columns_of(level: dict[str, Any], kind: str) -> list[str]:
+    arg = level[kind]
+    if kind == "columns_reversed":
+        return list(arg) if isinstance(arg, list) else [arg]
+    return [arg] if kind not in ("sql", "else") else []
+
+
+def _level(where: str, spec: Any, problems: list[str]) -> Level | None:
+    if not isinstance(spec, dict):
+        problems.append(f"{where}: expected a mapping such as {{label: exact, exact: name}}, got {spec!r}")
+        return None
+    kinds = [k for k in spec if k in KINDS]
+    if len(kinds) != 1:
+        problems.append(f"{where}: name exactly one kind of level ({', '.join(KINDS)}), got {sorted(spec)}")
+        return None
+    kind = kinds[0]
+    label = spec.get("label")
+    if not isinstance(label, str) or not label:
+        problems.append(f"{where}: every level needs a label")
+    extra = sorted(set(spec) - {"label", kind, *KINDS[kind]})
+    problems += [f"{where}: unknown setting {k!r} for a {kind} level" for k in extra]
+    arg = spec[kind]
+    if kind == "columns_reversed":
+        if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(c, str) for c in arg)):
+            problems.append(f"{where}: columns_reversed takes two columns, got {arg!r}")
+            return None
+    elif kind == "sql":
+        if not isinstance(arg, str) or not arg.strip():
+            problems.append(f"{where}: sql takes a condition on \"COL_l\" and \"COL_r\"")
+    elif kind == "else":
+        if arg is not True:
+            problems.append(f"{where}: write the last level as {{label: different, else: true}}")
+    elif not isinstance(arg, str):
+        problems.append(f"{where}: {kind} takes one column name, got {arg!r}")
+        return None
+    problems += [f"{where}: unknown column {c!r}" for c in _columns_of(spec, kind) if c not in COLUMNS]
+    options = {k: spec[k] for k in KINDS[kind] if k in spec}
+    if kind in ("jaro_winkler", "jaro", "jaccard") and not (_number(options.get("threshold")) and 0 < options["threshold"] <= 1):
+        problems.append(f"{where}: threshold must be a number in (0, 1], got {options.get('threshold')!r}")
+    if kind in ("levenshtein", "damerau_levenshtein") and not _whole(options.get("threshold"), 1):
+        problems.append(f"{where}: threshold must be a whole number >= 1, got {options.get('threshold')!r}")
+    if kind == "array_intersect" and not _whole(options.get("min_intersection", 1), 1):
+        problems.append(f"{where}: min_intersection must be a whole number >= 1")
+    if "tf_adjustment" in options and not isinstance(options["tf_adjustment"], bool):
+        problems.append(f"{where}: tf_adjustment is true or false")
+    return Level(str(label), kind, arg, options)
+
+
+def _comparisons(where: str, value: Any, problems: list[str]) -> dict[str, tuple[Level, ...]]:
+    if not isinstance(value, dict) or not value:
+        problems.append(f"{where}: expected a mapping comparison -> list of levels")
+        return {}
+    out = {}
+    for name, levels in value.items():
+        at = f"{where}.{name}"
+        if not isinstance(levels, list) or len(levels) < 3:
+            problems.append(f"{at}: expected a list of at least three levels (empty, one or more, else)")
+            continue
+        parsed = [_level(f"{at}[{i}]", spec, problems) for i, spec in enumerate(levels)]
+        ok = [p for p in parsed if p is not None]
+        if parsed[0] is not None and parsed[0].kind != "empty":
+            problems.append(f"{at}: the first level must be {{label: missing, empty: COLUMN}} (either side empty)")
+        if parsed[-1] is not None and parsed[-1].kind != "else":
+            problems.append(f"{at}: the last level must be {{label: different, else: true}}")
+        if any(p is not None and p.kind in ("empty", "else") for p in parsed[1:-1]):
+            problems.append(f"{at}: empty and else levels go first and last only")
+        labels = [p.label for p in ok]
+        problems += [f"{at}: label {lbl!r} used twice" for lbl in sorted({x for x in labels if labels.count(x) > 1})]
+        out[str(name)] = tuple(ok)
+    return out
+
+
+def _library(name: str, section: Any) -> tuple[IdentityConfig | None, list[str]]:
     where = f"identity.{name}"
     if not isinstance(section, dict):
-        return [f"{where}: expected a mapping of settings"]
-    problems = [f"{where}: unknown setting {k!r}" for k in sorted(set(section) - _SCALARS - {"m_probabilities"})]
-    problems += [f"{where}: missing setting {k!r}" for k in sorted((_SCALARS | {"m_probabilities"}) - set(section))]
+        return None, [f"{where}: expected a mapping of settings"]
+    known = _SCALARS | _LISTS
+    problems = [f"{where}: unknown setting {k!r}" for k in sorted(set(section) - known)]
+    problems += [f"{where}: missing setting {k!r}" for k in sorted(known - set(section))]
     p = section.get("threshold_match_probability")
     if p is not None and not (_number(p) and 0 < p < 1):
         problems.append(f"{where}.threshold_match_probability: must be a number between 0 and 1 (exclusive), got {p!r}")
     margin = section.get("min_margin_weight")
     if margin is not None and not (_number(margin) and margin >= 0):
         problems.append(f"{where}.min_margin_weight: must be a number >= 0, got {margin!r}")
-    pairs = section.get("prior_pairs")
-    if pairs is not None and not (_number(pairs) and pairs > 0):
-        problems.append(f"{where}.prior_pairs: must be a number > 0, got {pairs!r}")
     for key, low in (("seed", 0), ("max_pairs_for_u", 1000)):
         value = section.get(key)
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+        if value is not None and not _whole(value, low):
             problems.append(f"{where}.{key}: must be a whole number >= {low}, got {value!r}")
     recall = section.get("deterministic_recall")
     if recall is not None and not (_number(recall) and 0 < recall <= 1):
         problems.append(f"{where}.deterministic_recall: must be a number in (0, 1], got {recall!r}")
-    m = section.get("m_probabilities")
-    if m is None:
-        return problems
-    if not isinstance(m, dict):
-        return problems + [f"{where}.m_probabilities: expected a mapping comparison -> level -> probability"]
-    expected = LEVELS[name]
-    problems += [f"{where}.m_probabilities: unknown comparison {c!r} (known: {', '.join(expected)})"
-                 for c in sorted(set(m) - set(expected))]
-    problems += [f"{where}.m_probabilities: missing comparison {c!r}" for c in expected if c not in m]
-    for comparison, levels in expected.items():
-        given = m.get(comparison)
-        if given is None:
-            continue
-        at = f"{where}.m_probabilities.{comparison}"
-        if not isinstance(given, dict):
-            problems.append(f"{at}: expected a mapping level -> probability ({', '.join(levels)})")
-            continue
-        problems += [f"{at}: unknown level {lvl!r} (known: {', '.join(levels)})" for lvl in sorted(set(given) - set(levels))]
-        problems += [f"{at}: missing level {lvl!r}" for lvl in levels if lvl not in given]
-        bad = [lvl for lvl in levels if lvl in given and not (_number(given[lvl]) and 0 < given[lvl] < 1)]
-        problems += [f"{at}.{lvl}: must be a probability strictly between 0 and 1, got {given[lvl]!r}" for lvl in bad]
-        if not bad and set(levels) <= set(given) and abs(sum(given[lvl] for lvl in levels) - 1) > 0.01:
-            problems.append(f"{at}: levels add up to {sum(given[lvl] for lvl in levels):.3f}, not 1")
-    return problems
+    smoothing = section.get("m_smoothing")
+    if smoothing is not None and not (_number(smoothing) and 0 <= smoothing < 0.5):
+        problems.append(f"{where}.m_smoothing: must be a number in [0, 0.5), got {smoothing!r}")
+    optional = section.get("optional_fields", [])
+    if not isinstance(optional, list) or not all(isinstance(f, str) for f in optional):
+        problems.append(f"{where}.optional_fields: expected a list of field names")
+        optional = []
+    else:
+        from schemas import LIBRARIES
+
+        fields = LIBRARIES[name].field_names if name in LIBRARIES else set()
+        problems += [f"{where}.optional_fields: unknown field {f!r}" for f in optional if f not in fields]
+        if LIBRARIES[name].key in optional:
+            problems.append(f"{where}.optional_fields: the key {LIBRARIES[name].key!r} is what is being resolved")
+    deterministic = _rules(f"{where}.deterministic_rules", section.get("deterministic_rules"), problems) \
+        if "deterministic_rules" in section else ()
+    training = _rules(f"{where}.training", section.get("training"), problems) if "training" in section else ()
+    blocking = section.get("blocking")
+    rules: tuple[tuple[str, ...], ...] = ()
+    cap = 0
+    if blocking is not None:
+        if not isinstance(blocking, dict) or set(blocking) - {"rules", "max_comparisons"}:
+            problems.append(f"{where}.blocking: expected {{max_comparisons: N, rules: [[col, ...], ...]}}")
+        else:
+            rules = _rules(f"{where}.blocking.rules", blocking.get("rules"), problems)
+            cap = blocking.get("max_comparisons")
+            if not _whole(cap, 1):
+                problems.append(f"{where}.blocking.max_comparisons: must be a whole number >= 1, got {cap!r}")
+                cap = 0
+    comparisons = _comparisons(f"{where}.comparisons", section.get("comparisons"), problems) \
+        if "comparisons" in section else {}
+    if problems:
+        return None, problems
+    return IdentityConfig(name, float(p), float(margin), int(section["seed"]), int(section["max_pairs_for_u"]),
+                          float(recall), float(smoothing), tuple(optional), deterministic, training, rules, int(cap), comparisons), []
 
 
 def parse_config(data: Any) -> dict[str, IdentityConfig]:
     """Settings per library from the parsed YAML; ConfigError lists every problem."""
     if not isinstance(data, dict):
         raise ConfigError("identity configuration: expected a mapping of library -> settings")
-    problems = [f"identity: no identity model for library {name!r} (known: {', '.join(LEVELS)})"
-                for name in sorted(set(data) - set(LEVELS))]
-    for name in LEVELS:
+    problems = [f"identity: no identity model for library {name!r} (known: {', '.join(LIBRARIES_WITH_MODELS)})"
+                for name in sorted(set(data) - set(LIBRARIES_WITH_MODELS))]
+    out = {}
+    for name in LIBRARIES_WITH_MODELS:
         if name in data:
-            problems += _library_problems(name, data[name])
+            cfg, found = _library(name, data[name])
+            problems += found
+            if cfg:
+                out[name] = cfg
     if problems:
         raise ConfigError(problems)
-    return {name: IdentityConfig(name, float(s["threshold_match_probability"]), float(s["min_margin_weight"]),
-                                 int(s["seed"]), int(s["max_pairs_for_u"]), float(s["deterministic_recall"]),
-                                 float(s["prior_pairs"]),
-                                 {c: {lvl: float(v) for lvl, v in levels.items()} for c, levels in s["m_probabilities"].items()})
-            for name, s in data.items()}
+    return out
 
 
 def load_config(path: Path | None = None) -> dict[str, IdentityConfig]:

@@ -1,19 +1,25 @@
-"""The Splink model that scores records without a usable key against keyed entities: comparisons, blocking, training.
+"""The Splink model that scores records without a usable key against keyed entities: built from configuration, trained on the data.
 
-Splink runs on its own in-memory DuckDB database: only the candidates, the entities they could
-match (those sharing a blocking key with one of them) and a hash-chosen sample of all entities
-for training are copied there, so the cost follows the number of candidates, not of entities.
-``u`` probabilities and the prior are trained by Splink on the sample with a fixed seed (its
-sampling hashes record ids); ``m`` probabilities are counted on the records whose ID number is
-wrong only in its check digit (their other 17 digits name their entity), pulled toward the
-stewards' configured values. The same inputs therefore give the same weights.
+Splink runs on its own in-memory DuckDB database: only the candidates, the entities some blocking
+rule puts beside one of them, and a hash-chosen sample of all entities are copied there, so the cost
+follows the number of candidates, not of entities. Comparisons and blocking rules come from
+``warehouse/config/identity.yaml`` (levels of Splink's comparison library). Training, all by Splink:
+
+- u: random sampling of candidate × sample pairs (seeded);
+- the prior: the pairs the deterministic rules find among candidate × sample pairs, over their recall
+  (the sample is a random share of all entities, so this is the prior against all of them);
+- m: expectation maximisation over each configured training pass, on candidate × reachable-entity
+  pairs; each pass trains the comparisons that don't use its columns.
+
+Trained values are rounded to 12 significant digits, so that the order in which DuckDB's threads
+add up a sum never changes a weight: the same inputs give the same weights and links.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -22,94 +28,59 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-from warehouse.identity_config import LEVELS, IdentityConfig
+from warehouse.identity_config import IdentityConfig, Level
 
-# Columns both sides carry (see warehouse.identity_data); ``block_region`` is the household region,
-# or the ID number's region when the entity has no household record.
-COLUMNS = ("unique_id", "name", "gender", "birth_date", "region", "id_region", "id_body", "block_region",
-           "household_address", "residence_address", "address_key", "residence_key", "life_status", "life_status_date")
-BLOCKING = (("id_body",), ("name", "birth_date"), ("birth_date", "gender", "block_region"), ("name", "block_region"))
 CANDIDATES, ENTITIES, SAMPLE, BLOCKED = "candidates", "entities", "entity_sample", "blocked_entities"
-LABEL_COMPARISON = "id_digits"  # the comparison that picks the training labels
-DETERMINISTIC = ("name", "birth_date", "gender")  # the rule that estimates the prior
-_NAME_CHARS = 6  # names compared character by character up to this length
+_UNSEEN = 1e-6  # u of a level no comparison of the sample showed
 
 
-def _one_character_off(col: str) -> str:
-    # DuckDB's edit distances count UTF-8 bytes: a Chinese character is three. Compare characters.
-    diffs = " + ".join(f'CAST(substr("{col}_l", {i}, 1) <> substr("{col}_r", {i}, 1) AS INTEGER)'
-                       for i in range(1, _NAME_CHARS + 1))
-    return f'length("{col}_l") = length("{col}_r") AND length("{col}_l") <= {_NAME_CHARS} AND ({diffs}) = 1'
+def _level(level: Level) -> Any:
+    """One configured level as Splink's comparison level."""
+    kind, arg, opt = level.kind, level.argument, level.options
+    built = {
+        "empty": lambda: cll.NullLevel(arg),
+        "exact": lambda: cll.ExactMatchLevel(arg, term_frequency_adjustments=bool(opt.get("tf_adjustment"))),
+        "jaro_winkler": lambda: cll.JaroWinklerLevel(arg, opt["threshold"]),
+        "jaro": lambda: cll.JaroLevel(arg, opt["threshold"]),
+        "levenshtein": lambda: cll.LevenshteinLevel(arg, opt["threshold"]),
+        "damerau_levenshtein": lambda: cll.DamerauLevenshteinLevel(arg, opt["threshold"]),
+        "jaccard": lambda: cll.JaccardLevel(arg, opt["threshold"]),
+        "array_intersect": lambda: cll.ArrayIntersectLevel(arg, opt.get("min_intersection", 1)),
+        "columns_reversed": lambda: cll.ColumnsReversedLevel(arg[0], arg[1]),
+        "sql": lambda: cll.CustomLevel(arg),
+        "else": cll.ElseLevel,
+    }[kind]()
+    return built.configure(label_for_charts=level.label)
 
 
-def _levels(cfg: IdentityConfig, comparison: str, levels: list) -> cl.CustomComparison:
-    """A comparison whose levels (after the null level) get the configured m probabilities, in order."""
-    names = LEVELS[cfg.library][comparison]
-    m = cfg.m_probabilities[comparison]
-    configured = [levels[0]]
-    for name, level in zip(names, levels[1:], strict=True):
-        level.configure(label_for_charts=name, m_probability=m[name])
-        configured.append(level)
-    return cl.CustomComparison(configured, output_column_name=comparison)
+def comparisons(cfg: IdentityConfig) -> list[cl.CustomComparison]:
+    """The configured comparisons, in order."""
+    return [cl.CustomComparison([_level(lvl) for lvl in levels], output_column_name=name)
+            for name, levels in cfg.comparisons.items()]
 
 
-def population_comparisons(cfg: IdentityConfig) -> list[cl.CustomComparison]:
-    """Name, birth date, sex, region, address, life event and the ID digits when a record has them.
-
-    The ID digits are compared by ``id_digits`` only: region and birth date compare what the record
-    says itself, so the candidates that have digits (the training labels) tell the same story as
-    those that have none.
-    """
-    any_address = '("{0}_l" IS NULL AND "{1}_l" IS NULL) OR ("{0}_r" IS NULL AND "{1}_r" IS NULL)'
-    shared = " OR ".join(f'"{a}_l" = "{b}_r"' for a in ("household_address", "residence_address")
-                         for b in ("household_address", "residence_address"))
-    similar = " OR ".join(f'"{a}_l" = "{b}_r"' for a in ("address_key", "residence_key") for b in ("address_key", "residence_key"))
-    other_region = 'coalesce("region_r", "id_region_r")'
-    return [
-        _levels(cfg, "id_digits", [
-            cll.NullLevel("id_body"), cll.ExactMatchLevel("id_body"),
-            cll.CustomLevel('levenshtein("id_body_l", "id_body_r") = 1'), cll.ElseLevel()]),
-        _levels(cfg, "name", [
-            cll.NullLevel("name"), cll.ExactMatchLevel("name").configure(tf_adjustment_column="name"),
-            cll.CustomLevel(_one_character_off("name")), cll.ElseLevel()]),
-        _levels(cfg, "birth_date", [
-            cll.NullLevel("birth_date"), cll.ExactMatchLevel("birth_date"),
-            cll.CustomLevel('levenshtein(CAST("birth_date_l" AS VARCHAR), CAST("birth_date_r" AS VARCHAR)) = 1'),
-            cll.ElseLevel()]),
-        _levels(cfg, "gender", [cll.NullLevel("gender"), cll.ExactMatchLevel("gender"), cll.ElseLevel()]),
-        _levels(cfg, "region", [
-            cll.CustomLevel(f'"region_l" IS NULL OR {other_region} IS NULL').configure(is_null_level=True),
-            cll.CustomLevel('"region_l" = "region_r"'),
-            cll.CustomLevel('"region_l" = "id_region_r"'),
-            cll.CustomLevel(f'substr("region_l", 1, 4) = substr({other_region}, 1, 4)'),
-            cll.CustomLevel(f'substr("region_l", 1, 2) = substr({other_region}, 1, 2)'),
-            cll.ElseLevel()]),
-        _levels(cfg, "address", [
-            cll.CustomLevel(any_address.format("household_address", "residence_address")).configure(is_null_level=True),
-            cll.ExactMatchLevel("household_address"), cll.CustomLevel(shared), cll.CustomLevel(similar), cll.ElseLevel()]),
-        _levels(cfg, "life_event", [
-            cll.NullLevel("life_status"),
-            cll.CustomLevel('"life_status_date_l" = "life_status_date_r"'),
-            cll.CustomLevel('"life_status_l" = "life_status_r"'), cll.ElseLevel()]),
-    ]
+def tf_columns(cfg: IdentityConfig) -> list[str]:
+    """Columns some level weights by term frequency."""
+    return sorted({lvl.argument for levels in cfg.comparisons.values() for lvl in levels
+                   if lvl.options.get("tf_adjustment")})
 
 
-def settings(cfg: IdentityConfig) -> SettingsCreator:
+def settings(cfg: IdentityConfig, rules: list[tuple[str, ...]]) -> SettingsCreator:
     """Link-only settings: candidates against entities, never within either side."""
     return SettingsCreator(
-        link_type="link_only", unique_id_column_name="unique_id",
-        comparisons=population_comparisons(cfg),
-        blocking_rules_to_generate_predictions=[block_on(*cols) for cols in BLOCKING],
-        retain_intermediate_calculation_columns=True, retain_matching_columns=True,  # gamma_* needs both
+        link_type="link_only", unique_id_column_name="unique_id", comparisons=comparisons(cfg),
+        blocking_rules_to_generate_predictions=[block_on(*cols) for cols in rules],
+        retain_intermediate_calculation_columns=True, retain_matching_columns=True,
     )
 
 
 @dataclass(frozen=True)
 class Model:
-    """A trained model: Splink's settings dictionary (m, u, prior) and the gamma -> level name of each comparison."""
+    """A trained model: Splink's settings dictionary (m, u, prior), gamma -> level label per comparison, training notes."""
 
     settings: dict[str, Any]
     levels: dict[str, dict[int, str]]
+    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prior_weight(self) -> float:
@@ -118,10 +89,12 @@ class Model:
 
 
 def _quiet() -> None:
-    logging.getLogger("splink").setLevel(logging.WARNING)
+    for name in ("splink", "splink.internals"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _gamma_levels(model: dict[str, Any]) -> dict[str, dict[int, str]]:
+def gamma_levels(model: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """Each comparison's gamma value -> its level label (-1: either side empty)."""
     out = {}
     for comparison in model["comparisons"]:
         levels = comparison["comparison_levels"]
@@ -133,14 +106,29 @@ def _gamma_levels(model: dict[str, Any]) -> dict[str, dict[int, str]]:
     return out
 
 
-def _fill_unseen_u(model: dict[str, Any]) -> dict[str, Any]:
-    """A level no sampled non-match showed gets the comparison's smallest observed u: rare among non-matches."""
+def _round(x: float) -> float:
+    return float(f"{x:.12g}")
+
+
+def _settle(model: dict[str, Any], smoothing: float) -> dict[str, Any]:
+    """Smooth each comparison's m toward every level, give unseen levels a u, round (see the module docstring).
+
+    EM gives a level the data never showed among matches an m of zero, and so a weight of minus
+    infinity: one unusual disagreement would veto any match. Each level's m gets ``smoothing`` added
+    before the comparison's m are scaled back to one. A level no sampled non-match showed gets the
+    comparison's smallest observed u: rare among non-matches, not impossible.
+    """
     for comparison in model["comparisons"]:
         levels = [lvl for lvl in comparison["comparison_levels"] if not lvl.get("is_null_level")]
-        seen = [lvl["u_probability"] for lvl in levels if lvl.get("u_probability")]
-        for lvl in levels:
-            if not lvl.get("u_probability"):
-                lvl["u_probability"] = min(seen) if seen else 1e-6
+        m = [lvl.get("m_probability") or 0.0 for lvl in levels]
+        m = [x if math.isfinite(x) and x > 0 else 0.0 for x in m]
+        total = sum(m) + smoothing * len(levels)
+        seen_u = [lvl["u_probability"] for lvl in levels if lvl.get("u_probability")]
+        for lvl, mi in zip(levels, m, strict=True):
+            lvl["m_probability"] = _round((mi + smoothing) / total)
+            u = lvl.get("u_probability")
+            lvl["u_probability"] = _round(u if u and math.isfinite(u) and u > 0 else min(seen_u, default=_UNSEEN))
+    model["probability_two_random_records_match"] = _round(model["probability_two_random_records_match"])
     return model
 
 
@@ -153,78 +141,108 @@ def _connection(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
     return mem
 
 
-def _prior(linker: Linker, mem: duckdb.DuckDBPyConnection, cfg: IdentityConfig, entities: int) -> None:
-    """How likely two random records are the same person, from the pairs a strict rule finds (Splink's estimate)."""
-    found = mem.execute(f"SELECT count(*) FROM {CANDIDATES} c JOIN {SAMPLE} e USING ({', '.join(DETERMINISTIC)})"
-                        ).fetchall()[0][0]
+def _prior(linker: Linker, mem: duckdb.DuckDBPyConnection, cfg: IdentityConfig, entities: int) -> str:
+    """How likely two random records are the same person, from the pairs the deterministic rules find (Splink)."""
+    found = 0
+    for rule in cfg.deterministic_rules:
+        on = " AND ".join(f'c."{col}" = e."{col}"' for col in rule)
+        found += mem.execute(f"SELECT count(*) FROM {CANDIDATES} c JOIN {SAMPLE} e ON {on}").fetchall()[0][0]
     if found:
-        linker.training.estimate_probability_two_random_records_match([block_on(*DETERMINISTIC)],
-                                                                      recall=cfg.deterministic_recall)
-    else:  # nothing to count on (a tiny sample): about half the candidates have an entity
-        linker._settings_obj._probability_two_random_records_match = 0.5 / max(entities, 1)
-
-
-def _m_from_labels(model: dict[str, Any], mem: duckdb.DuckDBPyConnection, labels: str,
-                   cfg: IdentityConfig) -> dict[str, Any]:
-    """Each level's m: its share among labelled true matches, shrunk toward the configured prior by ``prior_pairs``."""
-    for comparison in model["comparisons"]:
-        name = comparison["output_column_name"]
-        if name == LABEL_COMPARISON:
-            continue  # the labels are chosen by it: they would say it never disagrees
-        counts = dict(mem.execute(f"SELECT gamma_{name}, count(*) FROM {labels} WHERE gamma_{name} >= 0 "
-                                  "GROUP BY 1").fetchall())
-        n = sum(counts.values())
-        real = [lvl for lvl in comparison["comparison_levels"] if not lvl.get("is_null_level")]
-        for i, lvl in enumerate(real):
-            prior = cfg.m_probabilities[name][lvl["label_for_charts"]]
-            lvl["m_probability"] = (counts.get(len(real) - 1 - i, 0) + cfg.prior_pairs * prior) / (n + cfg.prior_pairs)
-    return model
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on(*rule) for rule in cfg.deterministic_rules], recall=cfg.deterministic_recall)
+        return "deterministic rules"
+    # Too few entities sampled to find any: about half the candidates have an entity among all of them.
+    linker._settings_obj._probability_two_random_records_match = 0.5 / max(entities, 1)
+    return "default (no deterministic match in the sample)"
 
 
 def _register(db: DuckDBAPI, table: str, side: str) -> Any:
     return db.register(table, table_name=f"{table}_input", dataset_display_name=side)
 
 
-def match(cfg: IdentityConfig, candidates: pa.Table, sample: pa.Table, blocked: pa.Table, name_tf: pa.Table,
-          entities: int) -> tuple[Model, pa.Table]:
-    """Train on the data (prior, u, m) and score every blocked pair of candidate and entity.
+def _em(linker: Linker, cfg: IdentityConfig) -> list[dict[str, Any]]:
+    """Expectation maximisation over each training pass; returns what each pass saw."""
+    passes = []
+    for rule in cfg.training:
+        try:
+            session = linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(*rule), fix_probability_two_random_records_match=True)
+        except Exception as exc:  # noqa: BLE001 -- a pass with no pairs (tiny data) trains nothing; the others still do
+            passes.append({"rule": list(rule), "trained": False, "why": str(exc).splitlines()[0][:200]})
+            continue
+        fixed = {c.output_column_name for c in session._comparisons_that_cannot_be_estimated}
+        trained = [name for name in cfg.comparisons if name not in fixed]
+        passes.append({"rule": list(rule), "trained": True, "comparisons": trained})
+    return passes
 
-    - prior: Splink's estimate from the candidates matching a sample entity on name, birth date and sex;
-    - u: Splink's random sampling of candidate-entity pairs, seeded;
-    - m: from the candidates whose ID number is wrong only in its check digit: their 17 other
-      digits name their entity (labels), so how often true matches show each level is counted there.
-    Returns the trained model and the pairs (see ``_pairs_sql``).
-    """
+
+def train(cfg: IdentityConfig, db: DuckDBAPI, mem: duckdb.DuckDBPyConnection, cands: Any, blocked: Any,
+          rules: list[tuple[str, ...]], entities: int, tf: dict[str, Any]) -> Model:
+    """Prior and u on candidates × the sample of all entities, m by EM on candidates × reachable entities."""
+    sampler = Linker([cands, _register(db, SAMPLE, ENTITIES)], settings(cfg, rules), log_level=None)
+    for column, table in tf.items():
+        sampler.table_management.register_term_frequency_lookup(table, column)
+    prior = _prior(sampler, mem, cfg, entities)
+    sampler.training.estimate_u_using_random_sampling(max_pairs=cfg.max_pairs_for_u, seed=cfg.seed)
+    learner = Linker([cands, blocked], sampler.misc.save_model_to_json(), log_level=None)
+    for column, table in tf.items():
+        learner.table_management.register_term_frequency_lookup(table, column)
+    passes = _em(learner, cfg)
+    model = _settle(learner.misc.save_model_to_json(), cfg.m_smoothing)
+    return Model(model, gamma_levels(model), {"prior": prior, "em_passes": passes, "entities": entities})
+
+
+def match(cfg: IdentityConfig, candidates: pa.Table, sample: pa.Table, blocked: pa.Table, tf_tables: dict[str, pa.Table],
+          entities: int, rules: list[tuple[str, ...]]) -> tuple[Model, pa.Table]:
+    """Train on the data and score every blocked pair of candidate and entity (see ``_pairs_sql``)."""
     _quiet()
-    mem = _connection({CANDIDATES: candidates, SAMPLE: sample, BLOCKED: blocked, "name_tf": name_tf})
+    mem = _connection({CANDIDATES: candidates, SAMPLE: sample, BLOCKED: blocked,
+                       **{f"tf_{c}": t for c, t in tf_tables.items()}})
     try:
         db = DuckDBAPI(mem)
         cands = _register(db, CANDIDATES, CANDIDATES)
-        trainer = Linker([cands, _register(db, SAMPLE, ENTITIES)], settings(cfg), log_level=None)
-        tf = db.register("name_tf")
-        trainer.table_management.register_term_frequency_lookup(tf, "name")
-        _prior(trainer, mem, cfg, entities)
-        trainer.training.estimate_u_using_random_sampling(max_pairs=cfg.max_pairs_for_u, seed=cfg.seed)
+        tf = {c: db.register(f"tf_{c}") for c in tf_tables}
         blocked_sdf = _register(db, BLOCKED, ENTITIES)
-        labels = trainer.inference.predict_between(cands, blocked_sdf, warning_mode="never",
-                                                   blocking_rules_to_generate_predictions=[block_on("id_body")])
-        model = _fill_unseen_u(trainer.misc.save_model_to_json())
-        model = _m_from_labels(model, mem, labels.physical_name, cfg)
-        scorer = Linker([cands, blocked_sdf], model, log_level=None)
-        scorer.table_management.register_term_frequency_lookup(tf, "name")
-        trained = Model(model, _gamma_levels(model))
+        model = train(cfg, db, mem, cands, blocked_sdf, rules, entities, tf)
+        scorer = Linker([cands, blocked_sdf], model.settings, log_level=None)
+        for column, table in tf.items():
+            scorer.table_management.register_term_frequency_lookup(table, column)
         predictions = scorer.inference.predict(warning_mode="never")
-        return trained, mem.sql(_pairs_sql(trained, predictions.physical_name)).to_arrow_table()
+        return model, mem.sql(_pairs_sql(model, predictions.physical_name)).to_arrow_table()
+    finally:
+        mem.close()
+
+
+def cluster(model: Model, records: pa.Table, tf_tables: dict[str, pa.Table], threshold: float,
+            rules: list[tuple[str, ...]]) -> pa.Table:
+    """Records (without a key, matched to no entity) that match each other, clustered by Splink: unique_id, cluster_id."""
+    if records.num_rows < 2:
+        return pa.table({"unique_id": records.column("unique_id"), "cluster_id": records.column("unique_id")})
+    _quiet()
+    mem = _connection({"unmatched": records, **{f"tf_{c}": t for c, t in tf_tables.items()}})
+    try:
+        db = DuckDBAPI(mem)
+        dedupe = {**model.settings, "link_type": "dedupe_only",
+                  "blocking_rules_to_generate_predictions": [block_on(*r).get_blocking_rule("duckdb").blocking_rule_sql
+                                                             for r in rules]}
+        linker = Linker(db.register("unmatched", table_name="unmatched_input"), dedupe, log_level=None)
+        for column in tf_tables:
+            linker.table_management.register_term_frequency_lookup(db.register(f"tf_{column}"), column)
+        pairs = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pairs, threshold)
+        return mem.sql(f"SELECT unique_id, cluster_id FROM {clusters.physical_name} ORDER BY unique_id").to_arrow_table()
     finally:
         mem.close()
 
 
 def _pairs_sql(model: Model, table: str) -> str:
     """Candidate id, entity key, weight, probability and, as JSON, each comparison's level, weight and Bayes factor."""
+    tf = {c["output_column_name"] for c in model.settings["comparisons"]
+          if any(lvl.get("tf_adjustment_column") for lvl in c["comparison_levels"])}
     parts = []
     for comparison, named in model.levels.items():
         level = "CASE " + " ".join(f"WHEN gamma_{comparison} = {g} THEN '{n}'" for g, n in named.items()) + " END"
-        weight = f"mw_{comparison}" + (f" + mw_tf_adj_{comparison}" if comparison == "name" else "")
+        weight = f"mw_{comparison}" + (f" + coalesce(mw_tf_adj_{comparison}, 0)" if comparison in tf else "")
         parts.append(f"'{comparison}', json_object('level', {level}, 'weight', round({weight}, 3), "
                      f"'bayes_factor', round(pow(2, {weight}), 6))")
     # Splink puts either side on the left: candidates and entities are told apart by their dataset.

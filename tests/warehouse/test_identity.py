@@ -191,15 +191,31 @@ def test_a_record_whose_content_changed_is_matched_again(work):
 def test_configuration_errors_list_every_problem(tmp_path):
     good = load_config()
     assert good["population"].threshold_match_probability < 1
+    assert {"name", "birth_date", "gender", "region", "address"} <= set(good["population"].comparisons)
     bad = tmp_path / "identity.yaml"
-    bad.write_text("population:\n  threshold_match_probability: 1.5\n  min_margin_weight: -1\n  seed: 1\n"
-                   "  max_pairs_for_u: 10\n  deterministic_recall: 0.9\n  prior_pairs: 50\n  colour: red\n"
-                   "  m_probabilities: {name: {exact: 0.5, different: 0.2}}\nlicence: {}\n")
+    bad.write_text(
+        "population:\n  threshold_match_probability: 1.5\n  min_margin_weight: -1\n  seed: 1\n"
+        "  max_pairs_for_u: 10\n  deterministic_recall: 0.9\n  m_smoothing: 0.9\n  colour: red\n"
+        "  optional_fields: [gender, shoe_size]\n  deterministic_rules: [[name_compact, birth_date]]\n"
+        "  training: [[name_compact, star_sign]]\n"
+        "  blocking: {max_comparisons: 0, rules: [[name_key], []]}\n"
+        "  comparisons:\n"
+        "    name:\n"
+        "      - {label: exact, exact: name}\n"
+        "      - {label: close, jaro_winkler: name_compact, threshold: 7}\n"
+        "      - {label: odd, soundex: name}\n"
+        "      - {label: different, else: true}\n"
+        "    gender: [{label: missing, empty: gender}, {label: different, else: true}]\n"
+        "licence: {}\n")
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     text = "; ".join(info.value.problems)
-    for expected in ("threshold_match_probability", "min_margin_weight", "max_pairs_for_u", "unknown setting 'colour'",
-                     "missing level 'one_character_off'", "missing comparison 'gender'", "no identity model for library 'licence'"):
+    for expected in ("threshold_match_probability", "min_margin_weight", "max_pairs_for_u", "m_smoothing",
+                     "unknown setting 'colour'", "unknown field 'shoe_size'", "unknown column 'star_sign'",
+                     "max_comparisons", "blocking.rules[1]", "comparisons.name: the first level must be {label: missing, empty",
+                     "threshold must be a number in (0, 1]", "name exactly one kind of level",
+                     "comparisons.gender: expected a list of at least three levels",
+                     "no identity model for library 'licence'"):
         assert expected in text, text
     with pytest.raises(ConfigError, match="expected a mapping"):
         parse_config(["population"])

@@ -1,0 +1,110 @@
+"""The matching columns of identity resolution, derived from a record's name, birth date, region and address.
+
+Departments type the same person differently: full-width letters, a space or a middle dot inside
+the name, traditional characters, a homophone, the name romanised in pinyin or in Latin script
+with the surname first or last; an address with or without its province and city. Comparisons and
+blocking rules (``warehouse/config/identity.yaml``) work on these derived columns, so each level
+says which of those variations it forgives:
+
+- ``name_norm``: NFKC (full-width → ASCII), traditional → simplified (OpenCC), spaces and dots
+  removed between Chinese characters; Latin-script names lower-cased, one space between words;
+- ``name_pinyin``: each Chinese character's toneless pinyin (pypinyin), one word per syllable,
+  Latin words as they are (``张伟`` and ``Zhang Wei`` both give ``zhang wei``): homophones agree;
+- ``name_compact``: ``name_pinyin`` without spaces, for edit distances (DuckDB's count bytes,
+  so Chinese characters are compared through their pinyin);
+- ``name_key``: the words of ``name_pinyin`` sorted: a blocking key that survives swapped order;
+- ``name_first`` / ``name_last``: first and last word, for "given name and surname swapped";
+- ``surname``: the first character (Chinese) or the last word (Latin script).
+
+Names are converted once per distinct value (a few million at 10 M people), not per record.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NAME_COLUMNS = ("name_norm", "name_pinyin", "name_compact", "name_key", "name_first", "name_last", "surname")
+_CJK = re.compile(r"[\u3400-\u9fff\U00020000-\U0002ffff]")
+# Separators typed inside names: spaces, middle dots of several code points, hyphens, commas.
+_SEPARATORS = re.compile(r"[\s·•・‧∙.\-_,，、]+")
+_NON_LETTER = re.compile(r"[^a-z\s]+")
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=65536)
+def _syllable(char: str) -> str:
+    """Toneless pinyin of one character (its most common reading), or the character itself."""
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(char, style=Style.NORMAL, errors="default")[0].lower()
+
+
+def normalise_name(name: str) -> str:
+    """Full-width and compatibility forms folded, traditional → simplified, separators inside Chinese names dropped."""
+    text = unicodedata.normalize("NFKC", name).strip()
+    if _CJK.search(text):
+        return _SEPARATORS.sub("", _t2s().convert(text))
+    return " ".join(_NON_LETTER.sub(" ", _SEPARATORS.sub(" ", text.lower())).split())
+
+
+def pinyin_words(norm: str) -> list[str]:
+    """The name as words: one per Chinese character (its pinyin), Latin words as they are."""
+    words: list[str] = []
+    for part in norm.split():
+        if _CJK.search(part):
+            words.extend(_syllable(c) for c in part)
+        else:
+            words.append(part)
+    return words
+
+
+def name_features(name: str | None) -> tuple[str | None, ...]:
+    """``NAME_COLUMNS`` for one name (all null for an empty one)."""
+    if not name:
+        return (None,) * len(NAME_COLUMNS)
+    norm = normalise_name(name)
+    words = pinyin_words(norm)
+    if not norm or not words:
+        return (None,) * len(NAME_COLUMNS)
+    pinyin = " ".join(words)
+    surname = norm[0] if _CJK.match(norm) else words[-1]
+    return (norm, pinyin, "".join(words), " ".join(sorted(words)), words[0], words[-1], surname)
+
+
+def name_table(names: pa.Array) -> pa.Table:
+    """One row per distinct non-empty name of ``names``: ``name`` and ``NAME_COLUMNS``."""
+    distinct = pc.unique(pc.drop_null(names.cast(pa.string()))).to_pylist()
+    rows = [name_features(n) for n in distinct]
+    columns = {"name": pa.array(distinct, pa.string())}
+    for i, column in enumerate(NAME_COLUMNS):
+        columns[column] = pa.array([r[i] for r in rows], pa.string())
+    return pa.table(columns)
+
+
+# Address words dropped before comparing: the province and city part a department may or may not
+# write (``北京市朝阳区…`` vs ``朝阳区…``), and the building words typed either way.
+_PROVINCE_PREFIX = r"^(.{2,3}?(省|自治区|特别行政区)|(北京|天津|上海|重庆)市?|(内蒙古|广西|西藏|宁夏|新疆))"
+_CITY_PREFIX = r"^.{2,4}?(市|地区|自治州|盟)"
+
+
+def address_key_sql(expr: str) -> str:
+    """SQL: the address with province and city prefixes removed, spaces dropped, 幢/号楼 written 栋, digits ASCII."""
+    folded = f"translate(replace(replace({expr}, '号楼', '栋'), '幢', '栋'), '０１２３４５６７８９－　 ', '0123456789-')"
+    return f"regexp_replace(regexp_replace({folded}, '{_PROVINCE_PREFIX}', ''), '{_CITY_PREFIX}', '')"
+
+
+def address_tokens_sql(key_expr: str) -> str:
+    """SQL: the address key cut into its parts (a name or number followed by its unit word: 路, 号, 栋, 室 …)."""
+    return (f"regexp_extract_all({key_expr}, "
+            "'[^区县市镇乡街道路巷弄里村组号栋单元室楼层]+(区|县|市|镇|乡|街道|路|巷|弄|里|村|组|号|栋|单元|室|楼|层)')")
