@@ -39,6 +39,7 @@ class Outcome:
     fail: np.ndarray  # bool (n,)
     detail: pa.Array | str  # per-row text (read where ``fail``) or one text for all
     missing: int = 0  # rows the rule did not apply to (missing values)
+    values: pa.Array | None = None  # what the failing rows hold, kept with them (a partial date, in ISO form)
 
     @property
     def count(self) -> int:
@@ -116,7 +117,7 @@ def _none(n: int) -> np.ndarray:
 def _not_null(b: Batch, r: Rule) -> Outcome:
     values = b.column(r.kwargs["column"])
     fail = ~_valid(values)
-    return Outcome(fail, r.name.rsplit(".", 1)[-1])
+    return Outcome(fail, r.reason or r.name.rsplit(".", 1)[-1])
 
 
 def _valid_identifier(kind: str) -> Callable[[Batch, Rule], Outcome]:
@@ -230,6 +231,50 @@ def _regex(b: Batch, r: Rule) -> Outcome:
         return Outcome(_to_records(b, r, fail), "not a number" if r.name.endswith(".number") else
                        "does not match the expected pattern", int((~present).sum()))
     return Outcome(fail, "does not match the expected pattern", int((~present).sum()))
+
+
+def _not_regex_list(b: Batch, r: Rule) -> Outcome:
+    """Values matching any of the regexes; for a ``.partial`` rule, the year-month or year each one holds."""
+    values = (b.raw_column(r.kwargs["column"]) if r.raw else b.column(r.kwargs["column"])).cast(pa.string())
+    present = _valid(values)
+    patterns = list(r.kwargs["regex_list"])
+    found = [pc.fill_null(pc.match_substring_regex(values, p), False) for p in patterns]
+    fail = np.logical_or.reduce([_np(f) for f in found])  # GX: unexpected when any of them matches
+    if r.raw:
+        fail &= _np(pc.not_equal(pc.utf8_trim_whitespace(values), ""))
+    if not r.name.endswith(".partial"):
+        return Outcome(_to_records(b, r, fail) if r.raw else fail, "matches a forbidden pattern", int((~present).sum()))
+    partial = _partial_dates(values, patterns)
+    detail = pc.if_else(pc.match_substring(partial, "-"), "partial date (year and month only)",
+                        "partial date (year only)")
+    if r.raw:
+        return Outcome(_to_records(b, r, fail), _values_to_records(b, r, detail), int((~present).sum()),
+                       _values_to_records(b, r, partial))
+    return Outcome(fail, detail, int((~present).sum()), partial)
+
+
+def _partial_dates(values: pa.Array, patterns: list[str]) -> pa.Array:
+    """"YYYY-MM" or "YYYY" from the first pattern each value matches (groups ``year`` and, if any, ``month``)."""
+    out = pa.nulls(len(values), pa.string())
+    for pattern in patterns:
+        groups = pc.extract_regex(values, pattern)
+        year = pc.struct_field(groups, "year")
+        if "(?P<month>" in pattern:
+            iso = pc.binary_join_element_wise(year, pc.utf8_lpad(pc.struct_field(groups, "month"), 2, "0"), "-")
+        else:
+            iso = year
+        out = pc.coalesce(out, iso)  # extract_regex is null where the pattern does not match
+    return out
+
+
+def _values_to_records(b: Batch, r: Rule, values: pa.Array) -> pa.Array:
+    """Per raw row -> per record (record part p of raw row i is record p * n_raw + i), null in parts not read."""
+    if b.parts == 1:
+        return values
+    n_raw = len(values)
+    taken = values.take(pa.array(np.arange(b.n) % n_raw))
+    read = _to_records(b, r, np.ones(n_raw, dtype=bool))
+    return pc.if_else(pa.array(read), taken, pa.scalar(None, values.type))
 
 
 def _lengths_between(b: Batch, r: Rule) -> Outcome:
@@ -393,6 +438,7 @@ IMPLEMENTATIONS: dict[str, Callable[[Batch, Rule], Outcome]] = {
     "expect_column_values_to_be_between": _between,
     "expect_column_values_to_match_strftime_format": _strftime,
     "expect_column_values_to_match_regex": _regex,
+    "expect_column_values_to_not_match_regex_list": _not_regex_list,
     "expect_column_value_lengths_to_be_between": _lengths_between,
     "expect_column_values_to_be_unique": _unique,
     "expect_compound_columns_to_be_unique": _compound_unique,

@@ -8,6 +8,7 @@ line), the notes on rows that passed, the suite's results and the batch profile 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.config import SourceConfig
+from connectors.mapping import field_text
 from hub.errors import QualityGateFailed
 from quality import batch as batch_rules
 from quality.config import SourceRules
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from warehouse.staging import Landed
 
 REASONS = "reasons"
+PARTIAL = "_partial"  # failed rows: JSON of values kept beside the record (partial dates), see quarantine_rows
 LINEAGE_COLUMNS = ("_file", "_line")
 
 
@@ -67,15 +70,10 @@ def passed_count(table: pa.Table) -> int:
 def run_rules(suite: Suite, records: pa.Table, raw: pa.Table | None = None, parts: int = 1) -> RowResult:
     """Evaluate the suite's error and note rules over ``records``; identifiers of passed rows normalised."""
     b = Batch(records, raw, parts)
-    outcomes: list[tuple[Rule, Outcome]] = []
+    outcomes = _excused([(rule, evaluate(b, rule)) for rule in suite.rules
+                         if rule.level in (ERROR, NOTE) and _applicable(rule, b)])
     results = []
-    for rule in suite.rules:
-        if rule.level not in (ERROR, NOTE):
-            continue
-        if not _applicable(rule, b):
-            continue
-        outcome = evaluate(b, rule)
-        outcomes.append((rule, outcome))
+    for rule, outcome in outcomes:
         stats = statistics(b, rule, outcome, suite.library)
         results.append(result_entry(rule, stats, outcome.count == 0 or _mostly_ok(rule, stats)))
     errors = [(r, o) for r, o in outcomes if r.level == ERROR]
@@ -87,12 +85,37 @@ def run_rules(suite: Suite, records: pa.Table, raw: pa.Table | None = None, part
     columns = {name: b.column(name) for name in records.column_names}
     failed = pa.Table.from_arrays(list(columns.values()), names=list(columns)).take(pa.array(rows))
     failed = failed.append_column(REASONS, reasons)
+    kept = [(r, o) for r, o in errors if o.values is not None]
+    if kept:
+        failed = failed.append_column(PARTIAL, _kept_values(kept, rows))
     passed_columns = dict(columns)
     _normalise(b, suite, passed_columns)
     passed_columns[PASS] = pa.array(~failing)
     checked = pa.Table.from_arrays(list(passed_columns.values()), names=list(passed_columns))
     notes = _notes(b, [(r, o) for r, o in outcomes if r.level == NOTE], failing)
     return RowResult(checked, failed, notes, results)
+
+
+def _excused(outcomes: list[tuple[Rule, Outcome]]) -> list[tuple[Rule, Outcome]]:
+    """Each rule's failures less the rows failing the rule its ``unless`` names (a partial date, not a bad one)."""
+    failing: dict[str, np.ndarray] = {}
+    for rule, outcome in outcomes:
+        failing[rule.name] = failing[rule.name] | outcome.fail if rule.name in failing else outcome.fail
+    return [(rule, dataclasses.replace(outcome, fail=outcome.fail & ~failing[rule.unless]))
+            if rule.unless in failing else (rule, outcome) for rule, outcome in outcomes]
+
+
+def _kept_values(kept: list[tuple[Rule, Outcome]], rows: np.ndarray) -> pa.Array:
+    """Per failing row, a JSON object of what its rules kept ({"birth_date": "1985-03"}), or null."""
+    out = pa.nulls(len(rows), pa.string())
+    idx = pa.array(rows)
+    for rule, outcome in kept:
+        values = outcome.values.take(idx).cast(pa.string())  # ISO dates: nothing to escape
+        entry = pc.binary_join_element_wise(f'"{rule.field}":"', values, '"', "")
+        entry = pc.if_else(pa.array(outcome.fail[rows]), entry, pa.scalar(None, pa.string()))
+        joined = pc.binary_join_element_wise(out, entry, ",")
+        out = pc.coalesce(joined, out, entry)
+    return pc.binary_join_element_wise("{", out, "}", "")
 
 
 def _applicable(rule: Rule, b: Batch) -> bool:
@@ -243,7 +266,7 @@ class SourceGate:
         decision = conn.execute("SELECT status, decided_by FROM batch_checks WHERE source = ? AND run_id = ?",
                                 [self.source.name, run_id]).fetchone()
         if landed.records.num_rows:
-            rows = run_rules(self.suite, landed.records, landed.raw, landed.parts)
+            rows = run_rules(self.suite, landed.records, self.raw_texts(landed.raw), landed.parts)
             profile = batch_rules.profile(landed.records, self.library, self.present)
         else:
             empty = pa.table({})
@@ -265,6 +288,15 @@ class SourceGate:
         elif verdict.failures:  # a steward released it: staged despite its whole-batch rules, and the result says by whom
             checked.results["meta"]["released_by"] = decision[1]
         return checked
+
+    def raw_texts(self, raw: pa.Table) -> pa.Table:
+        """The landed columns plus the combined text of every field built from several, for the rules on raw text."""
+        combined = {spec.text_name: spec for fields in self.source.record_fields() for spec in fields.values()
+                    if spec.columns is not None or spec.template is not None}
+        wanted = {r.kwargs["column"] for r in self.suite.rules if r.raw} - set(raw.column_names)
+        for name in sorted(wanted & set(combined)):
+            raw = raw.append_column(name, field_text(raw, combined[name]))
+        return raw
 
     def released(self, conn: duckdb.DuckDBPyConnection) -> tuple[pa.Table, Callable[[], None]]:
         from quality.quarantine import released_records

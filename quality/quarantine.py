@@ -35,13 +35,16 @@ def quarantine_rows(conn: duckdb.DuckDBPyConnection, library: str, source: str, 
         return 0
     conn.register("rejected_rows", failed)
     try:
-        record_cols = [c for c in failed.column_names if c not in ("reasons", "_file", "_line")]
+        record_cols = [c for c in failed.column_names if c not in ("reasons", "_file", "_line", "_partial")]
         struct = ", ".join(f"'{c}': \"{c}\"" for c in record_cols)
+        record = f"to_json({{{struct}}})"
+        if "_partial" in failed.column_names:  # what the record's typed columns cannot hold: "1985-03" as birth date
+            record = f"""json_merge_patch({record}, coalesce('{{"_partial":' || "_partial" || '}}', '{{}}'))"""
         file_col = '"_file"' if "_file" in failed.column_names else "NULL"
         line_col = '"_line"' if "_line" in failed.column_names else "NULL"
         conn.execute(
             "INSERT INTO quarantine (library, source, run_id, source_record_id, file, line, reasons, record, stage) "
-            f"SELECT ?, ?, ?, source_record_id, {file_col}, {line_col}, reasons, to_json({{{struct}}}), ? FROM rejected_rows",
+            f"SELECT ?, ?, ?, source_record_id, {file_col}, {line_col}, reasons, {record}, ? FROM rejected_rows",
             [library, source, run_id, stage],
         )
     finally:

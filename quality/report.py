@@ -207,6 +207,8 @@ def _library_figures(conn: duckdb.DuckDBPyConnection, library: str, sources: lis
 def mask_value(library: str, name: str, value: Any) -> Any:
     """A field's value as reports may show it: identifiers and personal fields masked."""
     lib = LIBRARIES.get(library) or EVENT_TYPES.get(library)
+    if name == "_partial" and isinstance(value, dict):  # partial dates kept beside a quarantined record
+        return {k: mask_value(library, k, v) for k, v in value.items()}
     if value is None or lib is None or name not in lib.field_names:
         return None if value is None else mask_name(str(value))
     level = lib.field(name).personal

@@ -15,12 +15,14 @@ turns it into a GX ``ExpectationSuite`` when results and Data Docs are written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.config import FieldMap, SourceConfig
+from connectors.config import SEPARATORS, FieldMap, SourceConfig
 from schemas import Library
 from schemas.catalogue import Field
 from schemas.codes import TABLES
@@ -39,6 +41,7 @@ VALIDATOR_EXPECTATIONS = {
     "resident_id": ("expect_column_values_to_be_valid_resident_id", "expect_column_values_to_be_canonical_resident_id"),
     "credit_code": ("expect_column_values_to_be_valid_credit_code", "expect_column_values_to_be_canonical_credit_code"),
 }
+NOT_NULL = "expect_column_values_to_not_be_null"
 TYPED = ("date", "timestamp")  # logical types a department writes as text with a format
 # Numbers as departments write them (JSON numbers from REST sources land as their text).
 NUMBERS = {"int": r"^\s*[-+]?[0-9]+\s*$", "decimal": r"^\s*[-+]?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?\s*$"}
@@ -57,6 +60,8 @@ class Rule:
     description: str = ""
     raw: bool = False  # evaluated on the landed (raw) column named by kwargs["column"]
     parts: tuple[int, ...] = ()  # raw rules: the record parts of a row that read this column
+    reason: str = ""  # what a failure says after "<field>: ", when the expectation's own words don't fit
+    unless: str = ""  # rows failing the rule of this name are not this rule's failures (partial, not malformed)
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -89,6 +94,13 @@ def _required_rule(f: Field) -> Rule:
     word = "empty" if f.validator else "required"
     return Rule("expect_column_values_to_not_be_null", {"column": f.name}, ERROR, f.name, f"{f.name}.{word}",
                 description=f"{f.label}（{f.name}）必填 / required")
+
+
+def not_carried_rule(f: Field) -> Rule:
+    """The one rule on the library key of a source that has none: identity resolution takes the row from there."""
+    return Rule("expect_column_values_to_not_be_null", {"column": f.name}, ERROR, f.name, f"{f.name}.not_carried",
+                description=f"the source carries no {f.label}（{f.name}）: identity resolution finds it",
+                reason="not carried by this source")
 
 
 def field_rules(lib: Library, f: Field, *, required: bool, today: dt.date) -> list[Rule]:
@@ -161,34 +173,100 @@ def library_rules(lib: Library, present: set[str], *, as_of: dt.date) -> list[Ru
 
 
 def raw_rules(source: SourceConfig, lib: Library) -> list[Rule]:
-    """Format rules on the landed text columns: a date the department wrote must parse with the configured format.
+    """Format rules on the landed text: a date the department wrote must parse with the configured format.
 
     The mapping turns an unparsable date into null; this rule is what keeps that from being a silent loss.
+    A field combined from several columns is checked on its combined text (named by its template).
+    A year and month (or a year) written in the format's style is a partial date, reported as such.
     """
-    out: dict[tuple[str, str], Rule] = {}
-    parts = source.record_fields()
-    for i, fields in enumerate(parts):
+    out: dict[tuple[str, str, str], Rule] = {}
+
+    def add(key: tuple[str, str, str], rule: Rule, part: int) -> None:
+        previous = out.get(key)
+        out[key] = dataclasses.replace(rule, parts=(previous.parts if previous else ()) + (part,))
+
+    for i, fields in enumerate(source.record_fields()):
         for name, spec in fields.items():
-            if spec.column is None or name not in lib.field_names:
+            text = spec.text_name
+            if text is None or name not in lib.field_names:
                 continue
             kind = lib.field(name).type
             if kind in NUMBERS:
-                key = (spec.column, name)
-                previous = out.get(key)
-                out[key] = Rule("expect_column_values_to_match_regex", {"column": spec.column, "regex": NUMBERS[kind]},
-                                ERROR, name, f"{name}.number", "department", f"{spec.column} holds numbers", raw=True,
-                                parts=(previous.parts if previous else ()) + (i,))
+                add((text, name, "number"), Rule("expect_column_values_to_match_regex",
+                                                 {"column": text, "regex": NUMBERS[kind]}, ERROR, name,
+                                                 f"{name}.number", "department", f"{text} holds numbers", raw=True), i)
                 continue
             if kind not in TYPED:
                 continue
             fmt = spec.date_format or "%Y-%m-%d"
-            key = (spec.column, name)
-            previous = out.get(key)
-            out[key] = Rule("expect_column_values_to_match_strftime_format",
-                            {"column": spec.column, "strftime_format": fmt}, ERROR, name, f"{name}.format",
-                            "department", f"{spec.column} holds dates written as {fmt}", raw=True,
-                            parts=(previous.parts if previous else ()) + (i,))
+            if kind == "date":  # before the format rule, which leaves the partial dates to it
+                add((text, name, "partial"), partial_rule(name, text, fmt), i)
+            add((text, name, "format"), Rule("expect_column_values_to_match_strftime_format",
+                                             {"column": text, "strftime_format": fmt}, ERROR, name, f"{name}.format",
+                                             "department", f"{text} holds dates written as {fmt}", raw=True,
+                                             unless=f"{name}.partial" if kind == "date" else ""), i)
     return list(out.values())
+
+
+def partial_rule(name: str, column: str, date_format: str) -> Rule:
+    """Year-month and year-only values of a date column: quarantined as partial dates, their value kept."""
+    return Rule("expect_column_values_to_not_match_regex_list",
+                {"column": column, "regex_list": partial_date_patterns(date_format)}, ERROR, name,
+                f"{name}.partial", "department",
+                f"{column} holds whole dates: a year and month, or a year, written as {date_format} is partial",
+                raw=True)
+
+
+_DIRECTIVE = re.compile(r"%.|[^%]+")
+_YEAR, _MONTH = r"(?P<year>[12][0-9]{3})", r"(?P<month>0[1-9]|1[0-2])"
+_SHORT_MONTH = r"(?P<month>0?[1-9]|1[0-2])"  # where a separator follows, a month may be written with one digit
+# Written this way whatever the configured format: 1985年3月, 1985年, 1985.
+COMMON_PARTIALS = (rf"^\s*{_YEAR}年{_SHORT_MONTH}月\s*$", rf"^\s*{_YEAR}年\s*$", rf"^\s*{_YEAR}\s*$")
+
+
+def _literal(text: str) -> str:
+    """Literal text of a format as regex (escaped where RE2 and Python's re would read it otherwise)."""
+    return "".join("\\" + c if c in r".^$*+?()[]{}|\\" else c for c in text)
+
+
+def _partial_pattern(tokens: list[str], keep: set[str]) -> str | None:
+    """The regex of ``tokens`` (a strftime format split into directives and literals) reduced to ``keep``."""
+    at = [i for i, t in enumerate(tokens) if t in keep]
+    if len(at) != len(keep):
+        return None
+    first, last = at[0], at[-1]
+    span = tokens[first:last + 1]
+    if any(t.startswith("%") and t not in keep and t != "%%" for t in span):
+        return None  # another directive between year and month: no partial form of this style
+    after = tokens[last + 1] if last + 1 < len(tokens) else ""
+    if after and not after.startswith("%") and not set(after) & set(SEPARATORS):
+        span.append(after)  # a unit that belongs to the last kept part: 月 in "%Y年%m月%d日"
+    out = []
+    for i, t in enumerate(span):
+        following = tokens[first + i + 1] if first + i + 1 < len(tokens) else ""
+        if t == "%Y":
+            out.append(_YEAR)
+        elif t == "%m":
+            out.append(_MONTH if following.startswith("%") and following != "%%" else _SHORT_MONTH)
+        else:
+            out.append(_literal("%" if t == "%%" else t))
+    return r"^\s*" + "".join(out) + r"\s*$"
+
+
+def partial_date_patterns(date_format: str) -> list[str]:
+    """Regexes of a year and month (group ``month`` present) or a year alone, in the style of ``date_format``."""
+    tokens = _DIRECTIVE.findall(date_format)
+    derived = [_partial_pattern(tokens, {"%Y", "%m"}), COMMON_PARTIALS[0], _partial_pattern(tokens, {"%Y"}),
+               *COMMON_PARTIALS[1:]]
+    return list(dict.fromkeys(p for p in derived if p))
+
+
+def _required(source: SourceConfig, lib: Library, f: Field) -> bool:
+    """Whether a row of ``source`` must carry ``f``: the key, and required fields unless a contributor has no say."""
+    if f.name == lib.key:
+        return True
+    # A contributor is checked on what it carries: reconciliation fills the rest from the authoritative department.
+    return f.required and (source.role != "contributor" or f.name in source.authoritative)
 
 
 def mapped_fields(source: SourceConfig) -> set[str]:
@@ -212,12 +290,20 @@ def source_suite(source: SourceConfig, rules_config: Mapping[str, Any] | None = 
         Rule("expect_column_value_lengths_to_be_between", {"column": "source_record_id", "min_value": 1}, ERROR,
              "source_record_id", "source_record_id.not_empty", "hub", f"the source's key ({source.key}) is not blank"),
     ]
+    raw = raw_rules(source, lib)
+    partial = {r.field for r in raw if r.name.endswith(".partial")}
     for f in lib.fields:
         if f.metadata or f.name not in present:
             continue
-        rules += field_rules(lib, f, required=f.name == lib.key or f.required, today=today)
+        if f.name == lib.key and not source.carries_key:
+            rules.append(not_carried_rule(f))
+            continue
+        field = field_rules(lib, f, required=_required(source, lib, f), today=today)
+        # A partial date is there, only incomplete: its own reason says so, not "required".
+        rules += [dataclasses.replace(r, unless=f"{f.name}.partial") if r.expectation == NOT_NULL and f.name in partial
+                  else r for r in field]
     rules += library_rules(lib, present, as_of=cfg.as_of or today)
-    rules += raw_rules(source, lib)
+    rules += raw
     for columns in (cfg.unique if cfg.unique is not None else [list(identity(lib))]):
         missing = [c for c in columns if c not in present]
         if missing:

@@ -38,8 +38,9 @@ def wrong_check(number: str) -> str:
 def source(library: str = "population", fields: dict | None = None, **extra) -> SourceConfig:
     fields = fields or {"id_number": "SFZH", "name": "XM", "gender": "XB", "birth_date": "CSRQ", "life_status": "SWBZ",
                         "household_region": "HJQH", "ethnicity": "MZ"}
+    # A master (the household register): every required field it maps is required of every row.
     return SourceConfig(name="test_source", department="public_security", kind="sql", library=library,
-                        url="sqlite://", table="T", key="K", fields=fields, **extra)
+                        url="sqlite://", table="T", key="K", fields=fields, **{"role": "master", **extra})
 
 
 def records(library: str, rows: list[dict]) -> pa.Table:
