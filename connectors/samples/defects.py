@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +12,33 @@ from connectors.samples.text import from_fixed, replace_rows
 
 # ID-field defects, in the order they claim records (one record gets at most one of them).
 ID_DEFECTS = ("bad_check_digit", "old_id_15", "full_width_id", "missing_id")
+# The defects ``DefectRates.uniform`` sets (the key, conflict and file defects).
+DEFECTS = ID_DEFECTS + ("conflicting_value", "duplicate", "dangling_holder", "expired_still_valid", "undecodable_bytes")
+
+# Typing errors in the person fields departments write, per field, in the order they claim records (a
+# field gets at most one of its errors; the fields of one record are drawn independently of each other).
+NAME_ERRORS = ("name_homophone", "name_similar_char", "name_traditional", "name_dropped_char", "name_extra_char",
+               "name_space", "name_middle_dot", "name_pinyin")
+LATIN_NAME_ERRORS = ("name_latin_typo", "name_latin_given_first")  # names of foreign residents
+BIRTH_DATE_ERRORS = ("birth_date_wrong_digit", "birth_date_day_month_swapped", "birth_date_year_month",
+                     "birth_date_missing")
+SEX_ERRORS = ("sex_missing",)
+ADDRESS_ERRORS = ("address_abbreviated", "address_old", "address_moved", "address_missing")
+REGION_ERRORS = ("region_old_code",)
+ERROR_FIELDS = {"name": NAME_ERRORS, "latin_name": LATIN_NAME_ERRORS, "birth_date": BIRTH_DATE_ERRORS,
+                "sex": SEX_ERRORS, "address": ADDRESS_ERRORS, "region": REGION_ERRORS}
+TYPING_ERRORS = tuple(kind for kinds in ERROR_FIELDS.values() for kind in kinds)
+# How ``with_typing_errors(rate)`` splits one field's rate between its errors (each field's shares add up to 1).
+TYPING_SHARES = {
+    "name_homophone": 0.30, "name_similar_char": 0.12, "name_traditional": 0.10, "name_dropped_char": 0.12,
+    "name_extra_char": 0.10, "name_space": 0.10, "name_middle_dot": 0.06, "name_pinyin": 0.10,
+    "name_latin_typo": 0.7, "name_latin_given_first": 0.3,
+    "birth_date_wrong_digit": 0.4, "birth_date_day_month_swapped": 0.2, "birth_date_year_month": 0.25,
+    "birth_date_missing": 0.15,
+    "sex_missing": 1.0,
+    "address_abbreviated": 0.4, "address_old": 0.2, "address_moved": 0.25, "address_missing": 0.15,
+    "region_old_code": 1.0,
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +56,31 @@ class DefectRates:
     - ``dangling_holder``: licences (holder ID or code that exists in no library);
     - ``expired_still_valid``: licences that expired (still marked issued/renewed);
     - ``undecodable_bytes``: rows of the GBK files (marriages, social organisations).
+
+    Typing errors (all 0 unless asked for: ``with_typing_errors``) hit the person fields of the household
+    register (HJ_RKXX: XM, CSRQ, XB, HJDZ, HJQH, duplicates included), the death reports (姓名, 出生日期,
+    性别) and the marriage registrations (男方姓名, 女方姓名). Each is the share of the records that can
+    carry it:
+
+    - ``name_*`` (Chinese names): ``homophone`` one character replaced by another with the same toneless
+      pinyin (同音字); ``similar_char`` by a look-alike (形近字); ``traditional`` the name in traditional
+      characters; ``dropped_char`` a character of a two-character given name left out; ``extra_char`` a
+      character of the given name doubled or another one inserted; ``space`` / ``middle_dot`` a space or
+      a ``·`` inside the name; ``pinyin`` the name romanised (``Zhang Wei`` or ``ZHANG WEI``), only in the
+      death reports (the one system that romanises names);
+    - ``name_latin_typo`` / ``name_latin_given_first`` (names of foreign residents, ``SMITH JOHN``): one
+      letter transposed, dropped, doubled or replaced; the name written ``John Smith``;
+    - ``birth_date_*``: ``wrong_digit`` one digit of the date wrong (still a date); ``day_month_swapped``
+      (dates with day and month both at most 12 and different); ``year_month`` the day left out, in the
+      system's own style (``198503``, ``1985-03``); ``missing`` empty;
+    - ``sex_missing``: empty;
+    - ``address_*`` (HJDZ): ``abbreviated`` province or province and city left out, 幢 written 栋 or 号楼,
+      室 left out, full-width digits (at least one of them); ``old`` an earlier address in another
+      county; ``moved`` another address in the same city; ``missing`` NULL;
+    - ``region_old_code`` (HJQH): a retired GB/T 2260 code the person's county succeeds (only counties
+      that have one);
+    - ``foreign_residents``: not an error, the share of the true population who are foreign residents
+      with Latin-script names (English or romanised Russian, written ``SURNAME GIVEN``).
     """
 
     bad_check_digit: float = 0.01
@@ -40,6 +92,27 @@ class DefectRates:
     dangling_holder: float = 0.01
     expired_still_valid: float = 0.01
     undecodable_bytes: float = 0.01
+    name_homophone: float = 0.0
+    name_similar_char: float = 0.0
+    name_traditional: float = 0.0
+    name_dropped_char: float = 0.0
+    name_extra_char: float = 0.0
+    name_space: float = 0.0
+    name_middle_dot: float = 0.0
+    name_pinyin: float = 0.0
+    name_latin_typo: float = 0.0
+    name_latin_given_first: float = 0.0
+    birth_date_wrong_digit: float = 0.0
+    birth_date_day_month_swapped: float = 0.0
+    birth_date_year_month: float = 0.0
+    birth_date_missing: float = 0.0
+    sex_missing: float = 0.0
+    address_abbreviated: float = 0.0
+    address_old: float = 0.0
+    address_moved: float = 0.0
+    address_missing: float = 0.0
+    region_old_code: float = 0.0
+    foreign_residents: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -50,11 +123,32 @@ class DefectRates:
             raise ValueError(f"the ID-field rates ({', '.join(ID_DEFECTS)}) must add up to at most 1")
         if self.bad_check_digit + self.dangling_holder > 1.0:
             raise ValueError("bad_check_digit + dangling_holder must be at most 1")
+        for field, kinds in ERROR_FIELDS.items():
+            if sum(getattr(self, name) for name in kinds) > 1.0 + 1e-9:
+                raise ValueError(f"the {field} error rates ({', '.join(kinds)}) must add up to at most 1")
 
     @classmethod
     def uniform(cls, rate: float) -> DefectRates:
-        """Every defect at the same rate."""
-        return cls(**{f.name: rate for f in fields(cls)})
+        """Every key, conflict and file defect at the same rate (typing errors stay as they are: off)."""
+        return cls(**{name: rate for name in DEFECTS})
+
+    def with_typing_errors(self, rate: float, foreign_residents: float | None = None) -> DefectRates:
+        """These rates with typing errors on: each person field (name, birth date, sex, address, region) of a
+        record is wrong with probability ``rate``, split between the field's errors by ``TYPING_SHARES``;
+        ``foreign_residents`` (default ``rate / 10``) is the share of people with Latin-script names."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"typing error rate must be between 0 and 1, got {rate}")
+        foreign = rate / 10 if foreign_residents is None else foreign_residents
+        return replace(self, **{kind: rate * TYPING_SHARES[kind] for kind in TYPING_ERRORS}, foreign_residents=foreign)
+
+    @property
+    def typing(self) -> bool:
+        """Whether any typing error (or foreign resident) is asked for."""
+        return any(getattr(self, name) for name in (*TYPING_ERRORS, "foreign_residents"))
+
+    def active(self, kinds: tuple[str, ...]) -> list[tuple[str, float]]:
+        """``(kind, rate)`` of those of ``kinds`` with a rate above 0."""
+        return [(kind, getattr(self, kind)) for kind in kinds if getattr(self, kind) > 0]
 
     @classmethod
     def none(cls) -> DefectRates:
@@ -62,8 +156,9 @@ class DefectRates:
         return cls.uniform(0.0)
 
     def as_dict(self) -> dict[str, float]:
-        """Rate per defect, for the manifest."""
-        return asdict(self)
+        """Rate per defect, for the manifest; typing errors only when on (a manifest without them reads as 0)."""
+        optional = {*TYPING_ERRORS, "foreign_residents"}
+        return {name: rate for name, rate in asdict(self).items() if rate or name not in optional}
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,49 @@ def replace_rows(values: pa.Array, rows: np.ndarray, replacements: pa.Array) -> 
     mask = np.zeros(len(values), dtype=bool)
     mask[rows] = True
     return pc.replace_with_mask(values, pa.array(mask), replacements.take(pa.array(order)))
+
+
+def codepoints(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Each string as a zero-padded row of Unicode code points (uint32), and its length in characters (null: empty)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = pc.fill_null(values.cast(pa.string()), "")
+    n = len(values)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    lead = (raw & 0xC0) != 0x80
+    starts = np.flatnonzero(lead)  # first byte of every character
+    row = np.repeat(np.arange(n), np.diff(offsets))[starts]
+    lengths = np.bincount(row, minlength=n).astype(np.int64)
+    mat = np.zeros((n, max(int(lengths.max(initial=0)), 1)), dtype=np.uint32)
+    if not len(starts):
+        return mat, lengths
+    first = raw[starts]
+    size = 1 + (first >= 0xC0) + (first >= 0xE0) + (first >= 0xF0)
+    char = np.cumsum(lead) - 1  # character of every byte
+    k = np.arange(len(raw)) - starts[char]  # byte number within its character
+    payload = np.where(lead, raw & np.array([0, 0x7F, 0x1F, 0x0F, 0x07], np.uint8)[size[char]], raw & 0x3F)
+    bits = payload.astype(np.uint32) << (6 * (size[char] - 1 - k)).astype(np.uint32)
+    pos = np.arange(len(starts)) - (np.cumsum(lengths) - lengths)[row]
+    mat[row, pos] = np.add.reduceat(bits, starts)  # the bits of one character never overlap
+    return mat, lengths
+
+
+def from_codepoints(mat: np.ndarray, lengths: np.ndarray) -> pa.StringArray:
+    """The inverse of ``codepoints``: row i is ``mat[i, :lengths[i]]`` encoded as UTF-8."""
+    n, w = mat.shape
+    cells = np.arange(w) < np.asarray(lengths)[:, None]
+    cps = mat[cells].astype(np.uint32)
+    size = 1 + (cps >= 0x80) + (cps >= 0x800) + (cps >= 0x10000)
+    per_row = np.bincount(np.nonzero(cells)[0], weights=size, minlength=n).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)
+    out = np.zeros((len(cps), 4), dtype=np.uint8)
+    cont = [(0x80 | (cps >> s) & 0x3F).astype(np.uint8) for s in (0, 6, 12)]  # continuation bytes, last first
+    for width, lead_mark in ((1, 0), (2, 0xC0), (3, 0xE0), (4, 0xF0)):
+        rows = size == width
+        out[rows, 0] = (lead_mark | (cps[rows] >> (6 * (width - 1)))).astype(np.uint8)
+        for b in range(1, width):
+            out[rows, b] = cont[width - 1 - b][rows]
+    data = out[np.arange(4) < size[:, None]]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data)))
