@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.samples import vocab
 from connectors.samples.idnums import resident_ids
 from connectors.samples.places import FIRST_YEAR, LAST_YEAR, addresses, places, sample_regions
 from connectors.samples.streams import AS_OF_DAY, between, stream, years
-from connectors.samples.text import digit_matrix, from_fixed, join, pick, ymd
+from connectors.samples.text import digit_matrix, from_fixed, join, pick, replace_rows, ymd
 
 UNMARRIED, MARRIED, DIVORCED, WIDOWED = 0, 1, 2, 3
 LIVING, DECEASED, EMIGRATED = 0, 1, 2
@@ -78,6 +79,13 @@ class Population:
         """Whole years of age on ``day`` (approximate: 365.25-day years)."""
         return ((day - self.birth).astype(np.int64) / 365.25).astype(np.int64)
 
+    @cached_property
+    def name_info(self):  # type: ignore[no-untyped-def]
+        """What each name allows in the way of typing errors (``typos.NameInfo``), worked out once."""
+        from connectors.samples.typos import name_info
+
+        return name_info(self.name)
+
 
 def build_population(n: int, seed: int) -> Population:
     """``n`` people; the same ``n`` and ``seed`` always give the same people."""
@@ -111,6 +119,30 @@ def build_population(n: int, seed: int) -> Population:
     ids = resident_ids(*_id_parts(rng, born_in, birth, male))
     return Population(ids, name, gender, birth, ethnicity, region.astype(np.int32), household, residence, home, phone,
                       marital, life, life_date, marriages)
+
+
+def with_foreign_residents(pop: Population, share: float, seed: int) -> Population:
+    """The same population with ``share`` of the people foreign residents: a Latin-script name written
+    ``SURNAME GIVEN`` as on the residence permit (English names, or Russian ones romanised), of their sex."""
+    rng = stream(seed, "foreign-residents")
+    k = int(round(share * pop.n))
+    if not k:
+        return pop
+    rows = np.sort(rng.choice(pop.n, size=k, replace=False))
+    female = pop.gender[rows] == FEMALE
+    russian = rng.random(k) < 0.4
+    names = vocab.foreign_names()
+    surname, given = pa.nulls(k, pa.string()), pa.nulls(k, pa.string())
+    for origin, is_origin in (("en", ~russian), ("ru", russian)):
+        for sex, is_sex in (("male", ~female), ("female", female)):
+            mask = pa.array(is_origin & is_sex)
+            for part, words in (("surname", names[origin][f"surname_{sex}"]), ("given", names[origin][f"given_{sex}"])):
+                chosen = pick(words, rng.integers(0, len(words), k))
+                if part == "surname":
+                    surname = pc.if_else(mask, chosen, surname)
+                else:
+                    given = pc.if_else(mask, chosen, given)
+    return replace(pop, name=replace_rows(pop.name, rows, join(surname, " ", given)))
 
 
 def _births(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -86,3 +86,23 @@ DEATH_CAUSES: tuple[tuple[str, str], ...] = (
 DEATH_CAUSE_P = np.array([12, 14, 8, 10, 5, 5, 9, 6, 4, 6, 3, 3, 2, 13], dtype=np.float64) / 100
 DEATH_PLACES: tuple[str, ...] = ("医疗卫生机构", "家中", "养老服务机构", "其他场所", "来院途中")
 DEATH_PLACE_P = np.array([0.55, 0.36, 0.04, 0.03, 0.02])
+
+
+@lru_cache(maxsize=1)
+def foreign_names() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Latin-script names of foreign residents, upper case, letters only: Faker's en_US names and its ru_RU
+    names romanised, as {"en"/"ru": {"surname_male", "surname_female", "given_male", "given_female": words}}."""
+    from faker.decode import unidecode
+    from faker.providers.person.en_US import Provider as English
+    from faker.providers.person.ru_RU import Provider as Russian
+
+    def clean(words) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+        out = ("".join(ch for ch in unidecode(w).upper() if "A" <= ch <= "Z") for w in words)
+        return tuple(dict.fromkeys(w for w in out if len(w) >= 2))
+
+    return {
+        "en": {"surname_male": clean(English.last_names), "surname_female": clean(English.last_names),
+               "given_male": clean(English.first_names_male), "given_female": clean(English.first_names_female)},
+        "ru": {"surname_male": clean(Russian.last_names_male), "surname_female": clean(Russian.last_names_female),
+               "given_male": clean(Russian.first_names_male), "given_female": clean(Russian.first_names_female)},
+    }
