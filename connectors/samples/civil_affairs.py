@@ -8,8 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.samples import typos
 from connectors.samples.csvdrop import RAW_PLACEHOLDER, Drop, Written
-from connectors.samples.defects import DefectRates, Hits, choose, id_values, some
+from connectors.samples.defects import LATIN_NAME_ERRORS, NAME_ERRORS, DefectRates, Hits, choose, id_values, some
 from connectors.samples.ground_truth import GroundTruth
 from connectors.samples.legal_persons import SOCIAL_KINDS, LegalPersons
 from connectors.samples.people import Population
@@ -75,6 +76,12 @@ def write_marriages(pop: Population, rates: DefectRates, seed: int, root: Path, 
                                       ("old_id_15", rates.old_id_15, before_2000),
                                       ("full_width_id", rates.full_width_id, None)])
         cols[field] = id_values(pop.ids[who], hits[field], rng)
+    typing = []
+    if rates.active(NAME_ERRORS + LATIN_NAME_ERRORS):  # typed into the names, before any bytes got garbled
+        for field, who in (("男方姓名", husband), ("女方姓名", wife)):
+            cols[field], name_hits = typos.name_errors(stream(seed, f"marriages-typos-{field}"), cols[field],
+                                                       pop.name_info.take(who), rates)
+            typing += [(kind, field, h) for kind, h in name_hits.items()]
     garbled, which = _undecodable(rng, cols, ("男方姓名", "女方姓名"), rates.undecodable_bytes)
     table = pa.table(cols)
     drop = Drop(root, FOLDER, MARRIAGES, rows_per_file)
@@ -89,6 +96,9 @@ def write_marriages(pop: Population, rates: DefectRates, seed: int, root: Path, 
         rows = garbled.rows[which == i]
         truth.defects(SYSTEM, MARRIAGES, "undecodable_bytes", field, garbled.eligible if i == 0 else 0,
                       source.take(pa.array(rows)), number.take(pa.array(rows)), line[rows])
+    for defect, field, h in typing:
+        truth.defects(SYSTEM, MARRIAGES, defect, field, h.eligible, source.take(pa.array(h.rows)),
+                      number.take(pa.array(h.rows)), line[h.rows])
     truth.entities(SYSTEM, MARRIAGES, source, number, "husband", "person", pop.id_strings(husband), line)
     truth.entities(SYSTEM, MARRIAGES, source, number, "wife", "person", pop.id_strings(wife), line)
     return files

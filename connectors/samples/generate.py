@@ -17,7 +17,7 @@ from connectors.samples.defects import DefectRates
 from connectors.samples.ground_truth import GroundTruth
 from connectors.samples.household_db import BACKGROUND_ROWS, HouseholdWriter, sqlite_url
 from connectors.samples.legal_persons import build_enterprises, build_social_orgs
-from connectors.samples.people import build_population
+from connectors.samples.people import build_population, with_foreign_residents
 from connectors.samples.streams import AS_OF
 from hub.errors import ConfigError
 
@@ -117,6 +117,8 @@ class _Run:
         """Every system, in an order that lets the household table load while the others are built."""
         self.report("population", 0, people)
         pop = build_population(people, self.seed)
+        if self.rates.foreign_residents:
+            pop = with_foreign_residents(pop, self.rates.foreign_residents, self.seed)
         self.report("population", people, people)
         self.household(pop, writer, watcher)
         ent = build_enterprises(pop, self.seed)

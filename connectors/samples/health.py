@@ -8,9 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import vocab
+from connectors.samples import typos, vocab
 from connectors.samples.csvdrop import Drop, Written
-from connectors.samples.defects import DefectRates, choose, id_values
+from connectors.samples.defects import (BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS, SEX_ERRORS, DefectRates,
+                                        Hits, choose, id_values)
 from connectors.samples.ground_truth import GroundTruth
 from connectors.samples.people import DECEASED, Population
 from connectors.samples.places import places
@@ -57,11 +58,38 @@ def write_deaths(pop: Population, rates: DefectRates, seed: int, root: Path, row
         "报告单位": pc.if_else(pa.array(hospital), join(local, "人民医院"), join(local, "疾病预防控制中心")),
         "报告日期": dates(reported),
     })
+    typing: list[tuple[str, str, Hits]] = []
+    if rates.typing:
+        table, typing = _typing_errors(table, pop, dead, rates, seed)
     drop = Drop(root, FOLDER, DEATHS, rows_per_file)
     files = drop.write(table)
     source, line = drop.locate(np.arange(k), k)
     for defect, h in hits.items():
         truth.defects(SYSTEM, DEATHS, defect, "身份证号", h.eligible, source.take(pa.array(h.rows)),
                       number.take(pa.array(h.rows)), line[h.rows])
+    for defect, column, h in typing:
+        truth.defects(SYSTEM, DEATHS, defect, column, h.eligible, source.take(pa.array(h.rows)),
+                      number.take(pa.array(h.rows)), line[h.rows])
     truth.entities(SYSTEM, DEATHS, source, number, "deceased", "person", pop.id_strings(dead), line)
     return files
+
+
+def _typing_errors(table: pa.Table, pop: Population, dead: np.ndarray, rates: DefectRates,
+                   seed: int) -> tuple[pa.Table, list[tuple[str, str, Hits]]]:
+    """Typing errors in 姓名 (the one system that romanises some names), 出生日期 and 性别."""
+    found: list[tuple[str, str, Hits]] = []
+    columns = {}
+    if rates.active(NAME_ERRORS + LATIN_NAME_ERRORS):
+        columns["姓名"], hits = typos.name_errors(stream(seed, "deaths-typos-name"), table["姓名"].combine_chunks(),
+                                                pop.name_info.take(dead), rates, pinyin=True)
+        found += [(kind, "姓名", h) for kind, h in hits.items()]
+    if rates.active(BIRTH_DATE_ERRORS):
+        columns["出生日期"], hits = typos.birth_date_errors(stream(seed, "deaths-typos-birth"),
+                                                        table["出生日期"].combine_chunks(), pop.birth[dead], rates, sep="-")
+        found += [(kind, "出生日期", h) for kind, h in hits.items()]
+    if rates.active(SEX_ERRORS):
+        columns["性别"], hits = typos.sex_errors(stream(seed, "deaths-typos-sex"), pop.gender[dead] - 1, ("男", "女"), rates)
+        found += [(kind, "性别", h) for kind, h in hits.items()]
+    for name, column in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table, found

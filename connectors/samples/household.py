@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import vocab
-from connectors.samples.defects import DefectRates, Hits, choose, id_values, some
+from connectors.samples import typos, vocab
+from connectors.samples.defects import (ADDRESS_ERRORS, BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS,
+                                        REGION_ERRORS, SEX_ERRORS, DefectRates, Hits, choose, id_values, some)
 from connectors.samples.ground_truth import GroundTruth
 from connectors.samples.household_db import TABLE
 from connectors.samples.people import DECEASED, LIVING, MARRIED, UNMARRIED, Population, phones
@@ -32,6 +33,7 @@ class Household:
     hits: dict[str, Hits]  # ID defects on SFZH
     marital_conflict: Hits
     death_conflict: Hits
+    typing: list[tuple[str, str, Hits]] = field(default_factory=list)  # (error, column, rows) of typing errors
 
     def record(self, pop: Population, truth: GroundTruth) -> None:
         """Ground truth: every defect, and the person behind every row."""
@@ -42,6 +44,8 @@ class Household:
         for field, hits in (("HYZK", self.marital_conflict), ("SWBZ", self.death_conflict)):
             truth.defects(SYSTEM, TABLE, "conflicting_value", field, hits.eligible, TABLE, record.take(pa.array(hits.rows)))
         truth.defects(SYSTEM, TABLE, "duplicate", None, n, TABLE, record.slice(n))
+        for defect, column, hits in self.typing:
+            truth.defects(SYSTEM, TABLE, defect, column, hits.eligible, TABLE, record.take(pa.array(hits.rows)))
         truth.entities(SYSTEM, TABLE, TABLE, record, "person", "person", from_fixed(pop.ids[self.person]))
 
 
@@ -93,7 +97,40 @@ def build_household(pop: Population, rates: DefectRates, seed: int) -> Household
         "LXDH": pa.concat_arrays([pop.phone, dup_phone]),
         "GXSJ": pa.array(_update_times(rng, m)),
     })
-    return Household(table, person, id_hits, marital_conflict, death_conflict)
+    typing: list[tuple[str, str, Hits]] = []
+    if rates.typing:
+        table, typing = _typing_errors(table, pop, person, addresses, home, rates, seed)
+    return Household(table, person, id_hits, marital_conflict, death_conflict, typing)
+
+
+def _typing_errors(table: pa.Table, pop: Population, person: np.ndarray, addresses: pa.Array, home: np.ndarray,
+                   rates: DefectRates, seed: int) -> tuple[pa.Table, list[tuple[str, str, Hits]]]:
+    """Typing errors in XM, CSRQ, XB, HJDZ and HJQH, each field from its own random stream."""
+    found: list[tuple[str, str, Hits]] = []
+    columns = {}
+    region = pop.region[person]
+    if rates.active(NAME_ERRORS + LATIN_NAME_ERRORS):
+        columns["XM"], hits = typos.name_errors(stream(seed, "household-typos-XM"), table["XM"].combine_chunks(),
+                                                pop.name_info.take(person), rates)
+        found += [(kind, "XM", h) for kind, h in hits.items()]
+    if rates.active(BIRTH_DATE_ERRORS):
+        columns["CSRQ"], hits = typos.birth_date_errors(stream(seed, "household-typos-CSRQ"),
+                                                        table["CSRQ"].combine_chunks(), pop.birth[person], rates, sep="")
+        found += [(kind, "CSRQ", h) for kind, h in hits.items()]
+    if rates.active(SEX_ERRORS):
+        columns["XB"], hits = typos.sex_errors(stream(seed, "household-typos-XB"), pop.gender[person] - 1,
+                                               GENDER_LABELS, rates)
+        found += [(kind, "XB", h) for kind, h in hits.items()]
+    if rates.active(ADDRESS_ERRORS):
+        columns["HJDZ"], hits = typos.address_errors(stream(seed, "household-typos-HJDZ"), addresses, home, region,
+                                                     rates)
+        found += [(kind, "HJDZ", h) for kind, h in hits.items()]
+    if rates.active(REGION_ERRORS):
+        columns["HJQH"], hits = typos.region_errors(stream(seed, "household-typos-HJQH"), region, rates)
+        found += [(kind, "HJQH", h) for kind, h in hits.items()]
+    for name, column in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table, found
 
 
 def _update_times(rng: np.random.Generator, m: int) -> np.ndarray:
