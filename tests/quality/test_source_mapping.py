@@ -158,6 +158,11 @@ def test_a_combined_date_is_checked_on_its_combined_text(settings):
     }
     assert records["3"]["_partial"] == {"birth_date": "1985-03"}
     assert {"birth_date.format", "birth_date.partial"} <= failed
+    # Results and Data Docs name the text that was checked by its template.
+    from quality.rules import source_suite
+
+    checked = {r.name: r.kwargs["column"] for r in source_suite(source, {}, today=TODAY).rules if r.raw}
+    assert checked == {"birth_date.partial": "{Y}-{M}-{D}", "birth_date.format": "{Y}-{M}-{D}"}
 
 
 def test_the_partial_rule_is_an_expectation_gx_evaluates_the_same_way():
