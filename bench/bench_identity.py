@@ -91,15 +91,24 @@ def main() -> None:
     queue = spawn.Queue()
     child = spawn.Process(target=_resolve, args=(run, queue))
     child.start()
-    result, seconds, rss = queue.get()
+    try:
+        result, seconds, rss = queue.get(timeout=3600)
+    except Exception:  # noqa: BLE001 -- the child died (its traceback is above): say so instead of waiting forever
+        child.join()
+        sys.exit(f"identity resolution failed ({child.exitcode})")
     child.join()
 
     import duckdb
 
     from tests.warehouse.identity_truth import pairwise
 
-    conn = duckdb.connect(str(run / "work.duckdb"), read_only=True)
-    scores = pairwise(conn, staged / "samples" / "ground_truth" / "entities.parquet")
+    from bench.identity_anchor import link
+
+    conn = duckdb.connect(str(run / "work.duckdb"))
+    entities = staged / "samples" / "ground_truth" / "entities.parquet"
+    scores = pairwise(conn, entities)
+    anchor_links, anchor_seconds = link(conn, args.seed)
+    anchor = pairwise(conn, entities, "anchor_links")
     conn.close()
     print(f"people {args.people:,}, every defect at {args.rate:.0%}")
     print(f"records considered (no usable ID)  {result.candidates:,}  against {result.entities:,} keyed entities")
@@ -107,6 +116,10 @@ def main() -> None:
     print(f"pairwise precision {scores.precision:.4f}  recall {scores.recall:.4f}  F1 {scores.f1:.4f} "
           f"(true pairs {scores.true_pairs:,}, predicted {scores.predicted_pairs:,}, correct {scores.correct_pairs:,})")
     print(f"resolution wall time {seconds:.1f} s, peak RSS {rss:,.0f} MiB")
+    print(f"anchor, Splink used directly (bench/identity_anchor.py): {anchor_links:,} linked in {anchor_seconds:.1f} s; "
+          f"precision {anchor.precision:.4f}  recall {anchor.recall:.4f}  F1 {anchor.f1:.4f}")
+    print(f"hub F1 - anchor F1 = {scores.f1 - anchor.f1:+.4f}")
+    print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,11 @@ def _columns_sql(a: str, id_body: str) -> str:
     ])
 
 
+def count_entities(conn: duckdb.DuckDBPyConnection, library: str, key: str) -> int:
+    """How many distinct valid keys ``staging_<library>`` holds."""
+    return conn.execute(f'SELECT count(DISTINCT "{key}") FROM "staging_{library}"').fetchall()[0][0]
+
+
 def _id_gender(k: str) -> str:
     return f"CASE TRY_CAST(substr({k}, 17, 1) AS INTEGER) % 2 WHEN 1 THEN '1' WHEN 0 THEN '2' END"
 

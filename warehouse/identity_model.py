@@ -160,20 +160,54 @@ def _register(db: DuckDBAPI, table: str, side: str) -> Any:
     return db.register(table, table_name=f"{table}_input", dataset_display_name=side)
 
 
-def _em(linker: Linker, cfg: IdentityConfig) -> list[dict[str, Any]]:
-    """Expectation maximisation over each training pass; returns what each pass saw."""
-    passes = []
-    for rule in cfg.training:
+_ITERATIONS = (25, 8, 3)  # EM's iteration budget, tried in turn when a pass drives some m to exactly 0
+
+
+def _em_pass(db_tables: tuple[Any, Any], model: dict[str, Any], rule: tuple[str, ...], tf: dict[str, Any]
+             ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """One EM pass on a fresh linker (a failed pass must not leave a half-trained model behind)."""
+    why = ""
+    for iterations in _ITERATIONS:
+        learner = Linker(list(db_tables), {**model, "max_iterations": iterations}, log_level=None)
+        for column, table in tf.items():
+            learner.table_management.register_term_frequency_lookup(table, column)
         try:
-            session = linker.training.estimate_parameters_using_expectation_maximisation(
+            session = learner.training.estimate_parameters_using_expectation_maximisation(
                 block_on(*rule), fix_probability_two_random_records_match=True)
-        except Exception as exc:  # noqa: BLE001 -- a pass with no pairs (tiny data) trains nothing; the others still do
-            passes.append({"rule": list(rule), "trained": False, "why": str(exc).splitlines()[0][:200]})
+        except ValueError as exc:
+            # Splink 5 refuses an m of exactly 0, which EM reaches for a level seen only in pairs it is
+            # sure are non-matches; fewer iterations stop before that underflow.
+            why = str(exc).splitlines()[0][:200]
             continue
         fixed = {c.output_column_name for c in session._comparisons_that_cannot_be_estimated}
-        trained = [name for name in cfg.comparisons if name not in fixed]
-        passes.append({"rule": list(rule), "trained": True, "comparisons": trained})
-    return passes
+        return learner.misc.save_model_to_json(), {"rule": list(rule), "iterations": iterations, "fixed": sorted(fixed)}
+    return None, {"rule": list(rule), "trained": False, "why": why}
+
+
+def _em(db_tables: tuple[Any, Any], model: dict[str, Any], cfg: IdentityConfig, tf: dict[str, Any]
+        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Expectation maximisation over each training pass; each level's m is the mean of the passes that trained it."""
+    estimates: dict[tuple[str, str], list[float]] = {}
+    passes = []
+    for rule in cfg.training:
+        trained, note = _em_pass(db_tables, model, rule, tf)
+        if trained is not None:
+            for comparison in trained["comparisons"]:
+                if comparison["output_column_name"] in note["fixed"]:
+                    continue
+                for lvl in comparison["comparison_levels"]:
+                    if not lvl.get("is_null_level") and lvl.get("m_probability") is not None:
+                        estimates.setdefault((comparison["output_column_name"], lvl["label_for_charts"]), []).append(
+                            lvl["m_probability"])
+            fixed = note.pop("fixed")
+            note["trained"] = [c for c in cfg.comparisons if c not in fixed]
+        passes.append(note)
+    for comparison in model["comparisons"]:
+        for lvl in comparison["comparison_levels"]:
+            found = estimates.get((comparison["output_column_name"], lvl.get("label_for_charts")))
+            if found and not lvl.get("is_null_level"):
+                lvl["m_probability"] = sum(found) / len(found)
+    return model, passes
 
 
 def train(cfg: IdentityConfig, db: DuckDBAPI, mem: duckdb.DuckDBPyConnection, cands: Any, blocked: Any,
@@ -184,11 +218,8 @@ def train(cfg: IdentityConfig, db: DuckDBAPI, mem: duckdb.DuckDBPyConnection, ca
         sampler.table_management.register_term_frequency_lookup(table, column)
     prior = _prior(sampler, mem, cfg, entities)
     sampler.training.estimate_u_using_random_sampling(max_pairs=cfg.max_pairs_for_u, seed=cfg.seed)
-    learner = Linker([cands, blocked], sampler.misc.save_model_to_json(), log_level=None)
-    for column, table in tf.items():
-        learner.table_management.register_term_frequency_lookup(table, column)
-    passes = _em(learner, cfg)
-    model = _settle(learner.misc.save_model_to_json(), cfg.m_smoothing)
+    model, passes = _em((cands, blocked), sampler.misc.save_model_to_json(), cfg, tf)
+    model = _settle(model, cfg.m_smoothing)
     return Model(model, gamma_levels(model), {"prior": prior, "em_passes": passes, "entities": entities})
 
 

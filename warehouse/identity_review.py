@@ -79,6 +79,17 @@ def near_misses(conn: duckdb.DuckDBPyConnection, library: str | None = None, lim
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 
+def clusters(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Steward cases: records matched to no entity but to each other, one row per cluster, largest first."""
+    where, params = ("WHERE library = ?", [library]) if library else ("", [])
+    rows = conn.execute(
+        "SELECT library, cluster_id, any_value(size), list(source || ' ' || source_record_id ORDER BY source, "
+        f"source_record_id), any_value(run_id) FROM identity_clusters {where} GROUP BY library, cluster_id "
+        "ORDER BY any_value(size) DESC, cluster_id LIMIT ?", [*params, limit]).fetchall()
+    names = ("library", "cluster_id", "size", "records", "run_id")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
 def explain(conn: duckdb.DuckDBPyConnection, source: str, record_id: str) -> Explanation:
     """The link of one record (or its best candidate), with each comparison's level and weight."""
     overrides = [dict(zip(("action", "entity_key", "decided_by", "decided_at", "note"), r, strict=True))

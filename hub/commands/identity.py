@@ -75,15 +75,16 @@ def _masked_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @app.command("list")
 def list_(library: LibraryOption = None, limit: Annotated[int, typer.Option(help="Rows per table.")] = 50,
           as_json: Annotated[bool, typer.Option("--json", help='One JSON document: {"links": [...], '
-                                                               '"near_misses": [...]}, ID numbers masked.')] = False,
+                                                               '"near_misses": [...], "clusters": [...]}, ID numbers masked.')] = False,
           ) -> None:
     """Current links and the records left in quarantine with their best candidate."""
-    from warehouse.identity_review import links, near_misses
+    from warehouse.identity_review import clusters, links, near_misses
 
     with _work() as conn:
-        current, misses = links(conn, library, limit), near_misses(conn, library, limit)
+        current, misses, cases = links(conn, library, limit), near_misses(conn, library, limit), clusters(conn, library, limit)
     if as_json:
-        sys.stdout.write(_json({"links": _masked_rows(current), "near_misses": _masked_rows(misses)}) + "\n")
+        sys.stdout.write(_json({"links": _masked_rows(current), "near_misses": _masked_rows(misses),
+                                "clusters": cases}) + "\n")
         return
     table = Table("link", "source", "record", "entity", "weight", "probability", "decided by", "run", title="Links")
     for row in current:
@@ -96,6 +97,11 @@ def list_(library: LibraryOption = None, limit: Annotated[int, typer.Option(help
         table.add_row(row["source"], row["source_record_id"], mask_id(row["entity_key"]) if row["entity_key"] else "",
                       _num(row["match_weight"]), _num(row["match_probability"], 6), _num(row["second_weight"]),
                       row["reason"])
+    console.print(table)
+    table = Table("cluster", "records", "sources and record ids", "run",
+                  title="Clusters: records matching each other but no entity (one case each)")
+    for case in cases:
+        table.add_row(case["cluster_id"], str(case["size"]), ", ".join(case["records"]), case["run_id"])
     console.print(table)
 
 

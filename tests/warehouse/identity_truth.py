@@ -60,30 +60,38 @@ def load_truth(conn: duckdb.DuckDBPyConnection, entities: Path) -> None:
 GENERATED_ID = "regexp_replace({0}.source_record_id, '/[^#]*', '')"
 
 
-def records(conn: duckdb.DuckDBPyConnection) -> None:
-    """Temp table ``scored_records``: every U and K record with its predicted and true entity."""
+def _fields() -> str:
+    """The fields whose faults still let a record be matched: the key and the model's optional fields."""
+    from warehouse.identity_config import load_config
+
+    return "[" + ", ".join(f"'{f}'" for f in ("id_number", *load_config()["population"].optional_fields)) + "]"
+
+
+def records(conn: duckdb.DuckDBPyConnection, links: str = "identity_links") -> None:
+    """Temp table ``scored_records``: every U and K record with its predicted and true entity (links from ``links``)."""
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE scored_records AS
         WITH u AS (
             SELECT q.source, q.source_record_id FROM quarantine q WHERE q.library = 'population' AND q.stage = 'row'
                 AND q.status IN ('open', 'linked') AND q.source_record_id IS NOT NULL AND len(q.reasons) > 0
-                AND len(list_filter(q.reasons, lambda r: NOT starts_with(r, 'id_number: '))) = 0
+                AND len(list_filter(q.reasons, lambda r: starts_with(r, 'id_number: '))) > 0
+                AND len(list_filter(q.reasons, lambda r: NOT list_contains({_fields()}, split_part(r, ': ', 1)))) = 0
             QUALIFY row_number() OVER (PARTITION BY q.source, q.source_record_id ORDER BY q.quarantined_at DESC, q.id DESC) = 1)
         SELECT true AS unkeyed, u.source, u.source_record_id, l.entity_key AS predicted, t.person AS actual
-        FROM u LEFT JOIN identity_links l ON l.retired_at IS NULL AND l.source = u.source
+        FROM u LEFT JOIN {links} l ON l.retired_at IS NULL AND l.source = u.source
             AND l.source_record_id = u.source_record_id
         JOIN truth t ON t.source = u.source AND t.source_record_id = {GENERATED_ID.format('u')}
         UNION ALL
         SELECT false, s._source, s.source_record_id, s.id_number, t.person FROM staging_population s
         JOIN truth t ON t.source = s._source AND t.source_record_id = {GENERATED_ID.format('s')}
-        WHERE s.id_number IS NOT NULL AND NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.retired_at IS NULL
+        WHERE s.id_number IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {links} l WHERE l.retired_at IS NULL
             AND l.source = s._source AND l.source_record_id = s.source_record_id)""")
 
 
-def pairwise(conn: duckdb.DuckDBPyConnection, entities: Path) -> Scores:
-    """Pairwise precision and recall of identity resolution (see the module docstring)."""
+def pairwise(conn: duckdb.DuckDBPyConnection, entities: Path, links: str = "identity_links") -> Scores:
+    """Pairwise precision and recall of identity resolution (see the module docstring), of the links in ``links``."""
     load_truth(conn, entities)
-    records(conn)
+    records(conn, links)
 
     def pairs(group: str, where: str = "") -> int:
         # Pairs with at least one U record inside each group: u*k + u*(u-1)/2.
