@@ -162,7 +162,7 @@ def _surname_length(mat: np.ndarray, latin: np.ndarray) -> np.ndarray:
     return np.where(latin, 0, np.where(np.isin(pair, tables().compound_surnames), 2, 1)).astype(np.int8)
 
 
-def name_info(names: pa.Array, chunk: int = 1_000_000) -> NameInfo:
+def name_info(names: pa.Array, chunk: int = 250_000) -> NameInfo:
     """What each of ``names`` allows (in slices: the code-point matrix of every name at once is large)."""
     t = tables()
     parts = []
@@ -344,10 +344,17 @@ def name_errors(rng: np.random.Generator, names: pa.Array, info: NameInfo, rates
     plan = [(kind, rate, eligible[kind]) for kind, rate in rates.active(NAME_ERRORS + LATIN_NAME_ERRORS)
             if pinyin or kind != "name_pinyin"]
     hits = choose(rng, len(names), plan)
-    for kind, h in hits.items():
-        if len(h.rows):
-            names = replace_rows(names, h.rows, _NAME_EDITS[kind](rng, names.take(pa.array(h.rows)), info.take(h.rows)))
-    return names, hits
+    edited = [(h.rows, _NAME_EDITS[kind](rng, names.take(pa.array(h.rows)), info.take(h.rows)))
+              for kind, h in hits.items() if len(h.rows)]
+    return _replaced(names, edited), hits
+
+
+def _replaced(column: pa.Array, edits: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
+    """``column`` with every edit's rows replaced by its values, in one pass over the column."""
+    if not edits:
+        return column
+    rows = np.concatenate([r for r, _v in edits])
+    return replace_rows(column, rows, pa.concat_arrays([v.cast(pa.string()) for _r, v in edits]))
 
 
 # --- birth dates --------------------------------------------------------------------------------------------
@@ -405,6 +412,7 @@ def birth_date_errors(rng: np.random.Generator, column: pa.Array, birth: np.ndar
     eligible = {"birth_date_wrong_digit": None, "birth_date_day_month_swapped": (d <= 12) & (d != m),
                 "birth_date_year_month": None, "birth_date_missing": None}
     hits = choose(rng, len(birth), [(kind, rate, eligible[kind]) for kind, rate in rates.active(BIRTH_DATE_ERRORS)])
+    edits = []
     for kind, h in hits.items():
         rows = h.rows
         if not len(rows):
@@ -421,8 +429,8 @@ def birth_date_errors(rng: np.random.Generator, column: pa.Array, birth: np.ndar
             written = from_fixed(np.ascontiguousarray(date_matrix(birth[rows], sep)[:, : 7 if sep else 6]))
         else:
             written = pa.array([""] * len(rows), pa.string())
-        column = replace_rows(column, rows, written)
-    return column, hits
+        edits.append((rows, written))
+    return _replaced(column, edits), hits
 
 
 # --- sex ----------------------------------------------------------------------------------------------------
@@ -456,16 +464,28 @@ def _prefectures() -> _Csr:
     return _Csr(start, count, np.array(flat, dtype=np.int64))
 
 
-def _prefix_length(mat: np.ndarray, length: np.ndarray, prefixes: list[pa.Array]) -> np.ndarray:
-    """Characters of the first of ``prefixes`` (one per row) each address starts with; 0 if none."""
-    found = np.zeros(len(mat), dtype=np.int64)
+def _split_prefix(written: pa.Array, prefixes: list[pa.Array]) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """Each address as (the first of ``prefixes`` it starts with, the rest); no prefix found: ("", address).
+    Also whether one was found. Sliced per distinct prefix length: a handful of Arrow calls, no loop per row."""
+    n = len(written)
+    length = np.zeros(n, dtype=np.int64)
     for prefix in prefixes:
-        pm, pl_ = codepoints(prefix)
-        w = min(pm.shape[1], mat.shape[1])
-        cells = np.arange(w) < pl_[:, None]
-        same = ((mat[:, :w] == pm[:, :w]) | ~cells).all(axis=1) & (pl_ <= length) & (pl_ <= w)
-        found = np.where((found == 0) & same, pl_, found)
-    return found
+        lengths = pc.utf8_length(prefix).to_numpy()
+        for size in np.unique(lengths[length == 0]):
+            rows = pa.array(np.flatnonzero((lengths == size) & (length == 0)))
+            same = pc.equal(pc.utf8_slice_codeunits(written.take(rows), 0, int(size)), prefix.take(rows))
+            length[rows.to_numpy()[same.to_numpy(zero_copy_only=False)]] = size
+    heads, rests, order = [], [], []
+    for size in np.unique(length):
+        rows = np.flatnonzero(length == size)
+        part = written.take(pa.array(rows))
+        heads.append(pc.utf8_slice_codeunits(part, 0, int(size)))
+        rests.append(pc.utf8_slice_codeunits(part, int(size)))
+        order.append(rows)
+    position = np.empty(n, dtype=np.int64)
+    position[np.concatenate(order)] = np.arange(n)
+    back = pa.array(position)
+    return pa.concat_arrays(heads).take(back), pa.concat_arrays(rests).take(back), length > 0
 
 
 def _full_width(text: pa.Array) -> pa.Array:
@@ -480,14 +500,10 @@ def _abbreviated(rng: np.random.Generator, written: pa.Array, region: np.ndarray
     n = len(written)
     take = pa.array(region)
     full, local, county = pl.full.take(take), pl.local.take(take), pl.county.take(take)
-    mat, length = codepoints(written)
-    prefix = _prefix_length(mat, length, [full, local])
-    columns = np.minimum(np.arange(mat.shape[1])[None, :] + prefix[:, None], mat.shape[1] - 1)
-    rest = from_codepoints(np.take_along_axis(mat, columns, axis=1), length - prefix)
-    kept = from_codepoints(mat, prefix)
+    kept, rest, found = _split_prefix(written, [full, local])
     u = rng.random(n)
     shorter = pc.if_else(pa.array(u < 0.3), county, pc.if_else(pc.equal(local, kept), county, local))
-    head = pc.if_else(pa.array((u < 0.7) & (prefix > 0)), shorter, kept)
+    head = pc.if_else(pa.array((u < 0.7) & found), shorter, kept)
     v = rng.random(n)
     rest = pc.if_else(pa.array(v < 0.35), pc.replace_substring(rest, "幢", "栋"),
                       pc.if_else(pa.array(v < 0.55), pc.replace_substring(rest, "幢", "号楼"), rest))
