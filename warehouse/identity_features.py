@@ -94,7 +94,7 @@ def name_table(names: pa.Array) -> pa.Table:
 
 # Address words dropped before comparing: the province and city part a department may or may not
 # write (``北京市朝阳区…`` vs ``朝阳区…``), and the building words typed either way.
-_PROVINCE_PREFIX = r"^(.{2,3}?(省|自治区|特别行政区)|(北京|天津|上海|重庆)市?|(内蒙古|广西|西藏|宁夏|新疆))"
+_PROVINCE_PREFIX = r"^(.{2,3}?(省|自治区|特别行政区)|(北京|天津|上海|重庆)市?|(内蒙古|广西|西藏|宁夏|新疆)(壮族|回族|维吾尔)?(自治区)?)"
 _CITY_PREFIX = r"^.{2,4}?(市|地区|自治州|盟)"
 
 
