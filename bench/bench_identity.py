@@ -38,7 +38,7 @@ def _environment(data: Path) -> None:
     os.environ["HUB_SOURCES_FILE"] = str(Path(__file__).resolve().parent.parent / "connectors/config/sample_sources.yaml")
 
 
-def _stage(data: Path, people: int, rate: float, seed: int) -> None:
+def _stage(data: Path, people: int, rate: float, seed: int, typing: float) -> None:
     """Child process: generate, land and stage the population sources."""
     _environment(data)
     from connectors.samples import DefectRates, generate_samples
@@ -46,7 +46,8 @@ def _stage(data: Path, people: int, rate: float, seed: int) -> None:
     from hub.settings import get_settings
 
     started = time.perf_counter()
-    generate_samples(get_settings().samples_dir, people, seed=seed, rates=DefectRates.uniform(rate))
+    rates = DefectRates.uniform(rate).with_typing_errors(typing) if typing else DefectRates.uniform(rate)
+    generate_samples(get_settings().samples_dir, people, seed=seed, rates=rates)
     print(f"generated {people:,} people in {time.perf_counter() - started:.1f} s", flush=True)
     for name in SOURCES:
         started = time.perf_counter()
@@ -73,6 +74,8 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=0.01, help="rate of every defect (default 1%%)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--typing-errors", type=float, default=0.0,
+                        help="rate of typing errors per person field (0.021: about 10%% of records have one)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/hub-bench-identity"))
     parser.add_argument("--keep", action="store_true", help="reuse an already staged --work folder")
     args = parser.parse_args()
@@ -80,7 +83,7 @@ def main() -> None:
     spawn = multiprocessing.get_context("spawn")
     if not (args.keep and (staged / "warehouse" / "work.duckdb").exists()):
         shutil.rmtree(args.work, ignore_errors=True)
-        child = spawn.Process(target=_stage, args=(staged, args.people, args.rate, args.seed))
+        child = spawn.Process(target=_stage, args=(staged, args.people, args.rate, args.seed, args.typing_errors))
         child.start()
         child.join()
         if child.exitcode:
@@ -100,21 +103,24 @@ def main() -> None:
 
     import duckdb
 
-    from tests.warehouse.identity_truth import pairwise
+    from tests.warehouse.identity_truth import pairwise, recall_by_errors
 
     from bench.identity_anchor import link
 
     conn = duckdb.connect(str(run / "work.duckdb"))
     entities = staged / "samples" / "ground_truth" / "entities.parquet"
     scores = pairwise(conn, entities)
+    by_errors = recall_by_errors(conn, staged / "samples" / "ground_truth" / "defects.parquet")
     anchor_links, anchor_seconds = link(conn, args.seed)
     anchor = pairwise(conn, entities, "anchor_links")
     conn.close()
-    print(f"people {args.people:,}, every defect at {args.rate:.0%}")
+    print(f"people {args.people:,}, every defect at {args.rate:.0%}, typing errors at {args.typing_errors:.1%} per field")
     print(f"records considered (no usable ID)  {result.candidates:,}  against {result.entities:,} keyed entities")
     print(f"linked {result.linked:,}, near misses {result.near_misses:,}")
     print(f"pairwise precision {scores.precision:.4f}  recall {scores.recall:.4f}  F1 {scores.f1:.4f} "
           f"(true pairs {scores.true_pairs:,}, predicted {scores.predicted_pairs:,}, correct {scores.correct_pairs:,})")
+    for errors, (true, found) in by_errors.items():
+        print(f"  records with {errors} field(s) in error: recall {found / true:.4f} ({found:,} of {true:,} true pairs)")
     print(f"resolution wall time {seconds:.1f} s, peak RSS {rss:,.0f} MiB")
     print(f"anchor, Splink used directly (bench/identity_anchor.py): {anchor_links:,} linked in {anchor_seconds:.1f} s; "
           f"precision {anchor.precision:.4f}  recall {anchor.recall:.4f}  F1 {anchor.f1:.4f}")

@@ -7,9 +7,10 @@ Called before ``build_golden``. For one library, each run:
 2. applies the stewards' overrides first (``identity_overrides``: this record *is* entity K, *is
    not* entity K, or is no entity at all), so an override survives every later run;
 3. keeps every earlier link whose record is unchanged (same content hash) and not overridden;
-4. scores the rest with Splink against the entities of ``staging_<library>`` and links a record to
-   its best entity when the match probability reaches the configured threshold and the second-best
-   entity is far enough behind (``warehouse/config/identity.yaml``);
+4. scores the rest with Splink against the entities of ``staging_<library>``, shares each record's
+   probability out over its candidates and "no entity" (``_posteriors``), and links a record to its
+   best entity when that probability reaches the configured threshold and the second-best entity is
+   far enough behind (``warehouse/config/identity.yaml``);
 5. stores every link with its weight, probability and the comparisons that decided it
    (``identity_links``), stages the linked record with its key filled in (replacing the source's
    earlier version), and marks its quarantine entry ``linked`` with a note naming the link; records
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from schemas import LIBRARIES
@@ -112,7 +115,7 @@ def resolve_identities(conn: duckdb.DuckDBPyConnection, library: str, config: Id
             model, pairs = _score(conn, cfg, entities)
         else:
             entities, model, pairs = data.count_entities(conn, library, lib.key), None, pa.table({})
-        _decide(conn, cfg, pairs)
+        _decide(conn, cfg, pairs, model, entities)
         clusters = _cluster(conn, cfg, model, library, run_id)
         new = _write(conn, library, run_id)
         if model is not None:
@@ -266,12 +269,45 @@ def _cluster(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, model: Model 
                         [library]).fetchall()[0][0]
 
 
-def _decide(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, pairs: pa.Table) -> None:
+def _posteriors(conn: duckdb.DuckDBPyConnection, model: Model, entities: int) -> float:
+    """Each pair's ``match_probability``: how likely the record is this entity, given all of its candidates.
+
+    Splink's probability weighs one pair against "anything else", as if every other entity were as
+    likely as a random one. Here the other candidates have been scored: with ``s_k`` the Bayes factor
+    of the record's candidate ``k`` over the number of entities, and ``pi`` the share of records that
+    have an entity at all, the record is entity ``j`` with probability
+    ``pi * s_j / (pi * sum(s_k) + 1 - pi)``. ``pi`` is estimated from the records themselves (the
+    mean of that sum over all candidates, iterated to its fixed point, starting from the prior).
+    Two namesakes born the same day each get at most one half. Returns ``pi``.
+    """
+    offset = model.prior_weight + math.log2(max(entities, 1))
+    conn.execute("UPDATE identity_pairs SET match_probability = pow(2, least(match_weight - ?, 1000))", [offset])
+    sums = np.array([v for (v,) in conn.execute(
+        f"SELECT coalesce(sum(p.match_probability), 0) FROM {data.CANDIDATE_TABLE} c "
+        "LEFT JOIN identity_pairs p ON p.candidate = c.unique_id GROUP BY c.unique_id").fetchall()], dtype=float)
+    p = model.settings["probability_two_random_records_match"]
+    pi = min(max(p * entities, 0.01), 0.99)
+    for _ in range(50):
+        pi = float(np.clip(np.mean(pi * sums / (pi * sums + 1 - pi)), 0.01, 0.99)) if len(sums) else pi
+    conn.execute("UPDATE identity_pairs p SET match_probability = ? * p.match_probability / (? * t.total + 1 - ?) "
+                 "FROM (SELECT candidate, sum(match_probability) AS total FROM identity_pairs GROUP BY 1) t "
+                 "WHERE t.candidate = p.candidate", [pi, pi, pi])
+    return pi
+
+
+def _decide(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, pairs: pa.Table, model: Model | None,
+            entities: int) -> None:
     """``identity_decisions``: per candidate, keep / merge / none / link / near miss, with the entity and evidence."""
     if pairs.num_rows:
         conn.register("pairs_arrow", pairs)
-        conn.execute("CREATE OR REPLACE TEMP TABLE identity_pairs AS SELECT * FROM pairs_arrow")
+        # A steward's "not entity K" removes K before the record's probabilities are shared out.
+        conn.execute(f"""CREATE OR REPLACE TEMP TABLE identity_pairs AS SELECT p.* FROM pairs_arrow p
+            JOIN {data.CANDIDATE_TABLE} c ON c.unique_id = p.candidate
+            WHERE NOT EXISTS (SELECT 1 FROM identity_excluded x WHERE x.source = c.source
+                              AND x.source_record_id = c.source_record_id AND x.entity_key = p.entity_key)""")
         conn.unregister("pairs_arrow")
+        if model is not None:
+            model.training["share_with_entity"] = round(_posteriors(conn, model, entities), 6)
     else:
         conn.execute("CREATE OR REPLACE TEMP TABLE identity_pairs (candidate VARCHAR, entity_key VARCHAR, "
                      "match_weight DOUBLE, match_probability DOUBLE, comparisons JSON)")

@@ -17,7 +17,7 @@ CONFIG_FILE = Path(__file__).parent / "config" / "identity.yaml"
 COLUMNS = (
     "name", "name_norm", "name_pinyin", "name_compact", "name_key", "name_first", "name_last", "surname",
     "birth_date", "birth_text", "birth_ym", "birth_year", "birth_month", "birth_day", "gender",
-    "region", "id_region", "city", "province", "id_body", "id_head", "id_tail",
+    "name_words", "region", "id_region", "city", "province", "id_body", "id_head", "id_tail",
     "address_key", "residence_key", "address_tokens", "life_status", "life_status_date",
 )
 LIBRARIES_WITH_MODELS = ("population",)
@@ -25,10 +25,10 @@ LIBRARIES_WITH_MODELS = ("population",)
 KINDS: dict[str, tuple[str, ...]] = {
     "empty": (), "exact": ("tf_adjustment",), "jaro_winkler": ("threshold",), "jaro": ("threshold",),
     "levenshtein": ("threshold",), "damerau_levenshtein": ("threshold",), "jaccard": ("threshold",),
-    "array_intersect": ("min_intersection",), "columns_reversed": (), "sql": (), "else": (),
+    "array_intersect": ("min_intersection",), "array_subset": (), "columns_reversed": (), "sql": (), "else": (),
 }
-_SCALARS = {"threshold_match_probability", "min_margin_weight", "seed", "max_pairs_for_u", "deterministic_recall",
-            "m_smoothing"}
+_SCALARS = {"threshold_match_probability", "min_margin_weight", "seed", "max_pairs_for_u", "max_pairs_for_em",
+            "deterministic_recall", "m_smoothing"}
 _LISTS = {"optional_fields", "deterministic_rules", "training", "blocking", "comparisons"}
 
 
@@ -51,6 +51,7 @@ class IdentityConfig:
     min_margin_weight: float
     seed: int
     max_pairs_for_u: int
+    max_pairs_for_em: int
     deterministic_recall: float
     m_smoothing: float
     optional_fields: tuple[str, ...]
@@ -176,7 +177,7 @@ def _library(name: str, section: Any) -> tuple[IdentityConfig | None, list[str]]
     margin = section.get("min_margin_weight")
     if margin is not None and not (_number(margin) and margin >= 0):
         problems.append(f"{where}.min_margin_weight: must be a number >= 0, got {margin!r}")
-    for key, low in (("seed", 0), ("max_pairs_for_u", 1000)):
+    for key, low in (("seed", 0), ("max_pairs_for_u", 1000), ("max_pairs_for_em", 1000)):
         value = section.get(key)
         if value is not None and not _whole(value, low):
             problems.append(f"{where}.{key}: must be a whole number >= {low}, got {value!r}")
@@ -217,7 +218,7 @@ def _library(name: str, section: Any) -> tuple[IdentityConfig | None, list[str]]
     if problems:
         return None, problems
     return IdentityConfig(name, float(p), float(margin), int(section["seed"]), int(section["max_pairs_for_u"]),
-                          float(recall), float(smoothing), tuple(optional), deterministic, training, rules, int(cap), comparisons), []
+                          int(section["max_pairs_for_em"]), float(recall), float(smoothing), tuple(optional), deterministic, training, rules, int(cap), comparisons), []
 
 
 def parse_config(data: Any) -> dict[str, IdentityConfig]:

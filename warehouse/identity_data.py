@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from schemas.regions import successors
 from warehouse.identity_config import COLUMNS, IdentityConfig
-from warehouse.identity_features import NAME_COLUMNS, address_key_sql, address_tokens_sql, name_table
+from warehouse.identity_features import NAME_COLUMNS, address_key_sql, address_tokens_sql, latin_words_sql, name_table
 
 ENTITIES = "identity_entities"  # temp table: one row per key of the library's staged records, with the columns
 CANDIDATE_TABLE = "identity_candidates"  # temp table: the newest eligible quarantine entry of each record
@@ -112,9 +112,10 @@ def _columns_sql(a: str, id_body: str) -> str:
     keys = (f"{address_key_sql(f'{a}.household_address')}", f"{address_key_sql(f'{a}.residence_address')}")
     region = f"coalesce(s1.current, {a}.region)"
     partial = f"{a}.birth_partial"
-    tokens = f"list_distinct(list_concat({address_tokens_sql(keys[0])}, {address_tokens_sql(keys[1])}))"
+    tokens = (f"list_distinct(list_concat({address_tokens_sql(keys[0])}, {address_tokens_sql(keys[1])}, "
+              f"{latin_words_sql(f'{a}.household_address')}, {latin_words_sql(f'{a}.residence_address')}))")
     return ", ".join([
-        f"{a}.name", *(f"n.{c}" for c in NAME_COLUMNS),
+        f"{a}.name", *(f"n.{c}" for c in NAME_COLUMNS), "string_split(n.name_pinyin, ' ') AS name_words",
         f"{a}.birth_date", f"strftime({a}.birth_date, '%Y%m%d') AS birth_text",
         f"coalesce(strftime({a}.birth_date, '%Y-%m'), CASE WHEN length({partial}) = 7 THEN {partial} END) AS birth_ym",
         f"coalesce(year({a}.birth_date), TRY_CAST(substr({partial}, 1, 4) AS INTEGER)) AS birth_year",

@@ -108,3 +108,9 @@ def address_tokens_sql(key_expr: str) -> str:
     """SQL: the address key cut into its parts (a name or number followed by its unit word: 路, 号, 栋, 室 …)."""
     return (f"regexp_extract_all({key_expr}, "
             "'[^区县市镇乡街道路巷弄里村组号栋单元室楼层]+(区|县|市|镇|乡|街道|路|巷|弄|里|村|组|号|栋|单元|室|楼|层)')")
+
+
+def latin_words_sql(expr: str) -> str:
+    """SQL: the words and numbers of an address written in Latin script (none for a Chinese address)."""
+    return (f"CASE WHEN regexp_matches({expr}, '[一-龥]') THEN []::VARCHAR[] "
+            f"ELSE regexp_extract_all(lower({expr}), '[a-z0-9]+') END")

@@ -27,6 +27,7 @@ import pyarrow as pa
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink.internals.exceptions import EMTrainingException
 
 from warehouse.identity_config import IdentityConfig, Level
 
@@ -46,6 +47,7 @@ def _level(level: Level) -> Any:
         "damerau_levenshtein": lambda: cll.DamerauLevenshteinLevel(arg, opt["threshold"]),
         "jaccard": lambda: cll.JaccardLevel(arg, opt["threshold"]),
         "array_intersect": lambda: cll.ArrayIntersectLevel(arg, opt.get("min_intersection", 1)),
+        "array_subset": lambda: cll.ArraySubsetLevel(arg),
         "columns_reversed": lambda: cll.ColumnsReversedLevel(arg[0], arg[1]),
         "sql": lambda: cll.CustomLevel(arg),
         "else": cll.ElseLevel,
@@ -111,23 +113,28 @@ def _round(x: float) -> float:
 
 
 def _settle(model: dict[str, Any], smoothing: float) -> dict[str, Any]:
-    """Smooth each comparison's m toward every level, give unseen levels a u, round (see the module docstring).
+    """Keep every m off zero, give unseen levels a u, round (see the module docstring).
 
-    EM gives a level the data never showed among matches an m of zero, and so a weight of minus
-    infinity: one unusual disagreement would veto any match. Each level's m gets ``smoothing`` added
-    before the comparison's m are scaled back to one. A level no sampled non-match showed gets the
-    comparison's smallest observed u: rare among non-matches, not impossible.
+    EM gives a level the data never showed among matches an m of (almost) zero, and so a weight of
+    minus infinity: one unusual disagreement would veto any match. Such a level gets an m of
+    ``smoothing``, or its u when that is smaller: a common disagreement then weighs against a match
+    (log2(smoothing / u)), a rare agreement no pair showed among matches weighs nothing (m = u),
+    rather than a lot. A level no sampled non-match showed gets the comparison's smallest observed
+    u: rare among non-matches, not impossible. Each comparison's m are scaled back to one.
     """
     for comparison in model["comparisons"]:
         levels = [lvl for lvl in comparison["comparison_levels"] if not lvl.get("is_null_level")]
-        m = [lvl.get("m_probability") or 0.0 for lvl in levels]
-        m = [x if math.isfinite(x) and x > 0 else 0.0 for x in m]
-        total = sum(m) + smoothing * len(levels)
         seen_u = [lvl["u_probability"] for lvl in levels if lvl.get("u_probability")]
-        for lvl, mi in zip(levels, m, strict=True):
-            lvl["m_probability"] = _round((mi + smoothing) / total)
+        for lvl in levels:
             u = lvl.get("u_probability")
-            lvl["u_probability"] = _round(u if u and math.isfinite(u) and u > 0 else min(seen_u, default=_UNSEEN))
+            lvl["u_probability"] = u if u and math.isfinite(u) and u > 0 else min(seen_u, default=_UNSEEN)
+        m = [lvl.get("m_probability") or 0.0 for lvl in levels]
+        m = [max(x if math.isfinite(x) else 0.0, min(smoothing, lvl["u_probability"]))
+             for x, lvl in zip(m, levels, strict=True)]
+        total = sum(m)
+        for lvl, mi in zip(levels, m, strict=True):
+            lvl["m_probability"] = _round(mi / total)
+            lvl["u_probability"] = _round(lvl["u_probability"])
     model["probability_two_random_records_match"] = _round(model["probability_two_random_records_match"])
     return model
 
@@ -163,8 +170,8 @@ def _register(db: DuckDBAPI, table: str, side: str) -> Any:
 _ITERATIONS = (25, 8, 3)  # EM's iteration budget, tried in turn when a pass drives some m to exactly 0
 
 
-def _em_pass(db_tables: tuple[Any, Any], model: dict[str, Any], rule: tuple[str, ...], tf: dict[str, Any]
-             ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def _em_pass(db_tables: tuple[Any, Any], model: dict[str, Any], rule: tuple[str, ...], tf: dict[str, Any],
+             max_pairs: float) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """One EM pass on a fresh linker (a failed pass must not leave a half-trained model behind)."""
     why = ""
     for iterations in _ITERATIONS:
@@ -173,7 +180,9 @@ def _em_pass(db_tables: tuple[Any, Any], model: dict[str, Any], rule: tuple[str,
             learner.table_management.register_term_frequency_lookup(table, column)
         try:
             session = learner.training.estimate_parameters_using_expectation_maximisation(
-                block_on(*rule), fix_probability_two_random_records_match=True)
+                block_on(*rule), fix_probability_two_random_records_match=True, max_pairs=max_pairs)
+        except EMTrainingException as exc:  # the rule brings no pair together (a source without that field)
+            return None, {"rule": list(rule), "trained": False, "why": str(exc).splitlines()[0][:200]}
         except ValueError as exc:
             # Splink 5 refuses an m of exactly 0, which EM reaches for a level seen only in pairs it is
             # sure are non-matches; fewer iterations stop before that underflow.
@@ -190,7 +199,7 @@ def _em(db_tables: tuple[Any, Any], model: dict[str, Any], cfg: IdentityConfig, 
     estimates: dict[tuple[str, str], list[float]] = {}
     passes = []
     for rule in cfg.training:
-        trained, note = _em_pass(db_tables, model, rule, tf)
+        trained, note = _em_pass(db_tables, model, rule, tf, cfg.max_pairs_for_em)
         if trained is not None:
             for comparison in trained["comparisons"]:
                 if comparison["output_column_name"] in note["fixed"]:

@@ -104,3 +104,31 @@ def pairwise(conn: duckdb.DuckDBPyConnection, entities: Path, links: str = "iden
         "SELECT count(*), count(predicted) FROM scored_records WHERE unkeyed").fetchall()[0]
     return Scores(considered, linked, pairs("actual"), pairs("predicted", "WHERE predicted IS NOT NULL"),
                   pairs("predicted, actual", "WHERE predicted IS NOT NULL"))
+
+
+def recall_by_errors(conn: duckdb.DuckDBPyConnection, defects: Path) -> dict[int, tuple[int, int]]:
+    """Per number of fields with a typing error in the U record: (true pairs, of which predicted); after ``pairwise``.
+
+    A field's errors are the generator's typing-error rows of ``defects.parquet`` (``connectors.samples.defects``);
+    a marriage registration's name errors belong to the partner whose column they hit.
+    """
+    from connectors.samples.defects import TYPING_ERRORS
+
+    cases = " ".join(f"WHEN '{d}' THEN '{s}'" for d, s in SOURCES.items())
+    kinds = ", ".join(f"'{k}'" for k in TYPING_ERRORS)
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE record_errors AS
+        SELECT CASE dataset {cases} END AS source,
+            record_id || CASE WHEN field IN ('男方姓名') THEN '#1' WHEN field IN ('女方姓名') THEN '#2' ELSE '' END AS record,
+            count(DISTINCT split_part(CAST(defect AS VARCHAR), '_', 1)) AS errors
+        FROM read_parquet('{defects}') WHERE CAST(defect AS VARCHAR) IN ({kinds})
+            AND dataset IN ({", ".join(f"'{d}'" for d in SOURCES)})
+        GROUP BY ALL""")
+    rows = conn.execute(f"""
+        WITH u AS (SELECT r.*, coalesce(e.errors, 0) AS errors FROM scored_records r
+                   LEFT JOIN record_errors e ON e.source = r.source AND e.record = {GENERATED_ID.format('r')}
+                   WHERE r.unkeyed),
+             k AS (SELECT * FROM scored_records WHERE NOT unkeyed)
+        SELECT u.errors, count(*), count(*) FILTER (WHERE u.predicted = k.actual)
+        FROM u JOIN k ON k.actual = u.actual GROUP BY 1 ORDER BY 1""").fetchall()
+    return {int(e): (int(t), int(c)) for e, t, c in rows}

@@ -30,7 +30,7 @@ def test_department_a_gets_valid_distinct_id_numbers_and_the_configuration_loads
     assert len(ids) == len(set(ids)) == PAIRS
     assert all(is_valid_resident_id(i) for i in ids)
     loaded = load_sources(prepared.sources_file)
-    assert loaded[febrl.A_SOURCE].role == "master"
+    assert loaded[febrl.A_SOURCE].role != "master"
     assert loaded[febrl.B_SOURCE].carries_key is False
     assert len(data.links) == PAIRS and len(data.a) == len(data.b) == PAIRS
 
