@@ -18,7 +18,7 @@ from warehouse.identity_features import NAME_COLUMNS, address_key_sql, address_t
 
 ENTITIES = "identity_entities"  # temp table: one row per key of the library's staged records, with the columns
 CANDIDATE_TABLE = "identity_candidates"  # temp table: the newest eligible quarantine entry of each record
-NAMES = "identity_name_features_v1"  # name -> derived name columns; the suffix changes when the derivation does
+NAMES = "identity_name_features_v2"  # name -> derived name columns; the suffix changes when the derivation does
 # Typed ID numbers as departments write them: full-width digits and a lower-case x happen.
 _FULL_WIDTH, _ASCII = "０１２３４５６７８９Ｘｘx", "0123456789XXX"
 SAMPLE_KEEP = 1_000_000  # hash buckets: an entity is sampled when hash(key, seed) % SAMPLE_KEEP < keep

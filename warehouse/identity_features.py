@@ -8,13 +8,14 @@ says which of those variations it forgives:
 
 - ``name_norm``: NFKC (full-width → ASCII), traditional → simplified (OpenCC), spaces and dots
   removed between Chinese characters; Latin-script names lower-cased, one space between words;
-- ``name_pinyin``: each Chinese character's toneless pinyin (pypinyin), one word per syllable,
-  Latin words as they are (``张伟`` and ``Zhang Wei`` both give ``zhang wei``): homophones agree;
+- ``name_pinyin``: the toneless pinyin (pypinyin) of a Chinese name as it is romanised, surname
+  then given name (``王秀英`` and ``Wang Xiuying`` both give ``wang xiuying``; a surname is read as
+  a surname: ``单`` is ``shan``), Latin words as they are: homophones agree;
 - ``name_compact``: ``name_pinyin`` without spaces, for edit distances (DuckDB's count bytes,
   so Chinese characters are compared through their pinyin);
 - ``name_key``: the words of ``name_pinyin`` sorted: a blocking key that survives swapped order;
 - ``name_first`` / ``name_last``: first and last word, for "given name and surname swapped";
-- ``surname``: the first character (Chinese) or the last word (Latin script).
+- ``surname``: the surname's characters (Chinese) or the last word (Latin script).
 
 Names are converted once per distinct value (a few million at 10 M people), not per record.
 """
@@ -58,12 +59,36 @@ def normalise_name(name: str) -> str:
     return " ".join(_NON_LETTER.sub(" ", _SEPARATORS.sub(" ", text.lower())).split())
 
 
+# Surnames read otherwise than their character's most common reading (单 is shan as a surname, not dan).
+SURNAME_READINGS = {
+    "单": "shan", "曾": "zeng", "解": "xie", "仇": "qiu", "区": "ou", "朴": "piao", "查": "zha", "乐": "yue",
+    "覃": "qin", "缪": "miao", "盖": "ge", "种": "chong", "翟": "zhai", "召": "shao", "秘": "bi", "繁": "po",
+    "尉": "yu", "长": "chang", "重": "chong", "柏": "bai", "薄": "bo", "员": "yun", "华": "hua", "任": "ren",
+}
+COMPOUND_SURNAMES = frozenset((
+    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒", "夏侯", "轩辕",
+    "令狐", "钟离", "端木", "独孤", "南宫", "西门", "万俟", "闻人", "澹台", "公冶", "申屠", "太史", "呼延",
+))
+
+
+def _surname_length(part: str) -> int:
+    return 2 if len(part) > 2 and part[:2] in COMPOUND_SURNAMES else 1
+
+
 def pinyin_words(norm: str) -> list[str]:
-    """The name as words: one per Chinese character (its pinyin), Latin words as they are."""
+    """The name as words: a Chinese name as it is romanised (surname, then the given name as one word), Latin words as they are.
+
+    ``王秀英`` gives ``wang xiuying`` and ``司马相如`` ``sima xiangru``, as departments that write
+    names in pinyin write them; the surname is read as a surname (``单`` is ``shan``).
+    """
     words: list[str] = []
     for part in norm.split():
         if _CJK.search(part):
-            words.extend(_syllable(c) for c in part)
+            n = _surname_length(part)
+            surname = SURNAME_READINGS.get(part) or "".join(
+                SURNAME_READINGS.get(c) or _syllable(c) if i == 0 else _syllable(c) for i, c in enumerate(part[:n]))
+            given = "".join(_syllable(c) for c in part[n:])
+            words.extend([surname, given] if given else [surname])
         else:
             words.append(part)
     return words
@@ -78,7 +103,7 @@ def name_features(name: str | None) -> tuple[str | None, ...]:
     if not norm or not words:
         return (None,) * len(NAME_COLUMNS)
     pinyin = " ".join(words)
-    surname = norm[0] if _CJK.match(norm) else words[-1]
+    surname = norm[:_surname_length(norm)] if _CJK.match(norm) else words[-1]
     return (norm, pinyin, "".join(words), " ".join(sorted(words)), words[0], words[-1], surname)
 
 
