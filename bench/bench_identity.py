@@ -113,6 +113,7 @@ def main() -> None:
     by_errors = recall_by_errors(conn, staged / "samples" / "ground_truth" / "defects.parquet")
     anchor_links, anchor_seconds = link(conn, args.seed)
     anchor = pairwise(conn, entities, "anchor_links")
+    anchor_by_errors = recall_by_errors(conn, staged / "samples" / "ground_truth" / "defects.parquet")
     conn.close()
     print(f"people {args.people:,}, every defect at {args.rate:.0%}, typing errors at {args.typing_errors:.1%} per field")
     print(f"records considered (no usable ID)  {result.candidates:,}  against {result.entities:,} keyed entities")
@@ -124,6 +125,8 @@ def main() -> None:
     print(f"resolution wall time {seconds:.1f} s, peak RSS {rss:,.0f} MiB")
     print(f"anchor, Splink used directly (bench/identity_anchor.py): {anchor_links:,} linked in {anchor_seconds:.1f} s; "
           f"precision {anchor.precision:.4f}  recall {anchor.recall:.4f}  F1 {anchor.f1:.4f}")
+    for errors, (true, found) in anchor_by_errors.items():
+        print(f"  records with {errors} field(s) in error: recall {found / true:.4f} ({found:,} of {true:,} true pairs)")
     print(f"hub F1 - anchor F1 = {scores.f1 - anchor.f1:+.4f}")
     print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -112,8 +112,6 @@ def _columns_sql(a: str, id_body: str) -> str:
     keys = (f"{address_key_sql(f'{a}.household_address')}", f"{address_key_sql(f'{a}.residence_address')}")
     region = f"coalesce(s1.current, {a}.region)"
     partial = f"{a}.birth_partial"
-    tokens = (f"list_distinct(list_concat({address_tokens_sql(keys[0])}, {address_tokens_sql(keys[1])}, "
-              f"{latin_words_sql(f'{a}.household_address')}, {latin_words_sql(f'{a}.residence_address')}))")
     return ", ".join([
         f"{a}.name", *(f"n.{c}" for c in NAME_COLUMNS), "string_split(n.name_pinyin, ' ') AS name_words",
         f"{a}.birth_date", f"strftime({a}.birth_date, '%Y%m%d') AS birth_text",
@@ -125,7 +123,7 @@ def _columns_sql(a: str, id_body: str) -> str:
         f"substr({region}, 1, 4) AS city", f"substr({region}, 1, 2) AS province",
         f"{id_body} AS id_body", f"substr({id_body}, 1, 9) AS id_head", f"substr({id_body}, 10, 8) AS id_tail",
         f"coalesce({keys[0]}, {keys[1]}) AS address_key", f"{keys[1]} AS residence_key",
-        f"CASE WHEN len({tokens}) > 0 THEN {tokens} END AS address_tokens",
+        f"{a}.household_address", f"{a}.residence_address",
         f"{a}.life_status", f"{a}.life_status_date",
     ])
 
@@ -210,8 +208,17 @@ def blocked_entities(conn: duckdb.DuckDBPyConnection, rules: list[tuple[str, ...
                     "ORDER BY e.unique_id").to_arrow_table()
 
 
+def _tokens(a: str) -> str:
+    """SQL: the address parts of rows ``a`` (computed only for the rows Splink gets: they cost a regex each)."""
+    tokens = (f"list_distinct(list_concat({address_tokens_sql(f'{a}.address_key')}, "
+              f"{address_tokens_sql(f'{a}.residence_key')}, "
+              f"{latin_words_sql(f'{a}.household_address')}, {latin_words_sql(f'{a}.residence_address')}))")
+    return f"CASE WHEN len({tokens}) > 0 THEN {tokens} END AS address_tokens"
+
+
 def _select(alias: str) -> str:
-    return ", ".join([f"{alias}.unique_id", *(f'{alias}."{c}"' for c in COLUMNS)])
+    return ", ".join([f"{alias}.unique_id", *(_tokens(alias) if c == "address_tokens" else f'{alias}."{c}"'
+                                              for c in COLUMNS)])
 
 
 def entity_sample(conn: duckdb.DuckDBPyConnection) -> pa.Table:

@@ -2,7 +2,7 @@
 
 Both records of a pair are derived exactly as the pipeline derives candidates and entities: raw
 fields in a DuckDB table, names converted by ``identity_features.name_table`` (through
-``identity_data._ensure_names``), then the SELECT of ``identity_data._columns_sql`` / ``_joins``.
+``identity_data._ensure_names``), then the SELECTs of ``identity_data._columns_sql`` / ``_joins`` and ``_select``.
 The pairs are scored with the configured comparisons (``identity_model.comparisons``) by a Splink
 linker on an in-memory DuckDB, each pair blocked on its own number, and each ``gamma_<comparison>``
 is read back as its level label (``identity_model.gamma_levels``).
@@ -158,8 +158,10 @@ def _rows(conn: duckdb.DuckDBPyConnection, table: str, records: list[dict[str, A
     conn.executemany(f"INSERT INTO {table}_raw VALUES (?, ?, {', '.join('?' for _ in RAW)})",
                      [[f"{table}{i}", i, *(r.get(c) for c, _ in RAW)] for i, r in enumerate(records)])
     data._ensure_names(conn, f"SELECT name FROM {table}_raw")
-    conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT r.unique_id, r.pair, {data._columns_sql('r', 'r.id_body')} "
-                 f"FROM {table}_raw r {data._joins('r')}")
+    # The pipeline's two steps: the columns of each row, then what Splink gets (``_select``: address parts added).
+    conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT x.pair, {data._select('x')} FROM ("
+                 f"SELECT r.unique_id, r.pair, {data._columns_sql('r', 'r.id_body')} "
+                 f"FROM {table}_raw r {data._joins('r')}) x")
 
 
 @pytest.fixture(scope="module")
