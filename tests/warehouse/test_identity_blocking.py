@@ -429,6 +429,7 @@ class Linked:
     quarantine: dict[str, tuple]  # source_record_id -> (status, note)
     staged: dict[str, dict]  # source_record_id -> the staged record of a linked one
     training: dict  # what the run's training saw (identity_models.training)
+    clusters: dict[str, str]  # source_record_id -> cluster id (records matching each other but no entity)
 
 
 @pytest.fixture(scope="module")
@@ -460,6 +461,9 @@ def linked(env) -> Linked:
     for i, p in enumerate(generated_people(30, random.Random(12))):
         records.append(Typed(f"u-{i}", "", typed_name(rng, p.name), p.birth, p.gender, p.region, p.address,
                              ["id_number: empty"]))
+        if i < 5:  # a second department's record of five of them: one steward case each, not two
+            records.append(Typed(f"u-{i}-again", "", p.name, p.birth, p.gender, p.region, p.address,
+                                 ["id_number: empty"]))
     records += [
         # one namesake's household address (typed without the city), sex and birth date; no ID, no region
         Typed("namesake-address", n1.key, NAMESAKE, NAMESAKE_BORN, "2", None, "朝阳区光华路12号3栋2单元501室",
@@ -486,8 +490,9 @@ def linked(env) -> Linked:
         cur = conn.execute(f'SELECT * FROM "staging_{LIBRARY}" WHERE _source = ?', ["civil"])
         names = [d[0] for d in cur.description]
         staged = {row[names.index("source_record_id")]: dict(zip(names, row)) for row in cur.fetchall()}
+        clusters = dict(conn.execute("SELECT source_record_id, cluster_id FROM identity_clusters").fetchall())
     return Linked(result, {p.key: p for p in keyed}, records, (n1, n2), links, near, quarantine, staged,
-                  json.loads(training))
+                  json.loads(training), clusters)
 
 
 def test_no_record_is_linked_to_the_wrong_person(linked):
@@ -527,3 +532,15 @@ def test_a_record_without_sex_or_with_a_year_month_birth_date_is_linked_without_
     status, note = linked.quarantine[record_id]
     assert status == "linked"
     assert note.startswith("identity link ") and note.endswith(f"not staged (failed their rules): {withheld}")
+
+
+def test_records_of_one_unregistered_person_make_one_steward_case(linked):
+    for i in range(5):
+        first, again = f"u-{i}", f"u-{i}-again"
+        assert first not in linked.links and again not in linked.links
+        assert linked.clusters.get(first) is not None and linked.clusters.get(first) == linked.clusters.get(again)
+    members: dict[str, set[str]] = {}
+    for record, cluster in linked.clusters.items():
+        if record.startswith("u-"):  # the unregistered people (the namesakes' bare records are alike, and may join)
+            members.setdefault(cluster, set()).add(record.removesuffix("-again"))
+    assert all(len(people) == 1 for people in members.values()), members  # no case mixes two people

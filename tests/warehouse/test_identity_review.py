@@ -89,7 +89,8 @@ def test_list_json_is_one_document_with_masked_keys_and_iso_times(resolved):
     result = runner.invoke(app, ["identity", "list", "--json", "--limit", "10000"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"links", "near_misses"} and len(doc["links"]) == links > 0 and doc["near_misses"]
+    assert set(doc) == {"links", "near_misses", "clusters"} and len(doc["links"]) == links > 0 and doc["near_misses"]
+    assert all(c["size"] == len(c["records"]) >= 2 for c in doc["clusters"])
     link = doc["links"][0]
     assert {"source", "source_record_id", "entity_key", "match_weight", "match_probability", "decided_by",
             "decided_at", "run_id"} <= set(link)
