@@ -107,13 +107,19 @@ def main() -> None:
 
     from bench.identity_anchor import link
 
-    conn = duckdb.connect(str(run / "work.duckdb"))
     entities = staged / "samples" / "ground_truth" / "entities.parquet"
+    defects = staged / "samples" / "ground_truth" / "defects.parquet"
+    conn = duckdb.connect(str(run / "work.duckdb"))
     scores = pairwise(conn, entities)
-    by_errors = recall_by_errors(conn, staged / "samples" / "ground_truth" / "defects.parquet")
+    by_errors = recall_by_errors(conn, defects)
+    conn.close()
+    # The anchor links a fresh copy of the staged database: the same inputs the hub had, nothing it linked.
+    shutil.copy(staged / "warehouse" / "work.duckdb", args.work / "anchor.duckdb")
+    conn = duckdb.connect(str(args.work / "anchor.duckdb"))
+    pairwise(conn, entities)  # the same U set, before anything is linked
     anchor_links, anchor_seconds = link(conn, args.seed)
     anchor = pairwise(conn, entities, "anchor_links")
-    anchor_by_errors = recall_by_errors(conn, staged / "samples" / "ground_truth" / "defects.parquet")
+    anchor_by_errors = recall_by_errors(conn, defects)
     conn.close()
     print(f"people {args.people:,}, every defect at {args.rate:.0%}, typing errors at {args.typing_errors:.1%} per field")
     print(f"records considered (no usable ID)  {result.candidates:,}  against {result.entities:,} keyed entities")
