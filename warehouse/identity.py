@@ -284,12 +284,14 @@ def _posteriors(conn: duckdb.DuckDBPyConnection, model: Model, entities: int) ->
     conn.execute("UPDATE identity_pairs SET match_probability = pow(2, least(match_weight - ?, 1000))", [offset])
     sums = np.array([v for (v,) in conn.execute(
         f"SELECT coalesce(sum(p.match_probability), 0) FROM {data.CANDIDATE_TABLE} c "
-        "LEFT JOIN identity_pairs p ON p.candidate = c.unique_id GROUP BY c.unique_id").fetchall()], dtype=float)
+        "LEFT JOIN identity_pairs p ON p.candidate = c.unique_id GROUP BY c.unique_id ORDER BY 1").fetchall()], dtype=float)
     p = model.settings["probability_two_random_records_match"]
     pi = min(max(p * entities, 0.01), 0.99)
     for _ in range(50):
         pi = float(np.clip(np.mean(pi * sums / (pi * sums + 1 - pi)), 0.01, 0.99)) if len(sums) else pi
-    conn.execute("UPDATE identity_pairs p SET match_probability = ? * p.match_probability / (? * t.total + 1 - ?) "
+    # Rounded, like the model's parameters: the order in which threads add up sums must not change a decision.
+    pi = float(f"{pi:.12g}")
+    conn.execute("UPDATE identity_pairs p SET match_probability = round(? * p.match_probability / (? * t.total + 1 - ?), 12) "
                  "FROM (SELECT candidate, sum(match_probability) AS total FROM identity_pairs GROUP BY 1) t "
                  "WHERE t.candidate = p.candidate", [pi, pi, pi])
     return pi
