@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,15 +232,17 @@ def _score(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, entities: int) 
     for c in counts:
         c["used"] = c["comparisons"] <= cfg.max_comparisons
     rules = [tuple(c["rule"]) for c in counts if c["used"]]
-    blocked = data.blocked_entities(conn, rules)
-    if not blocked.num_rows:
-        return None, pa.table({})
-    candidates = data.candidate_table(conn)
-    sample = data.entity_sample(conn)
-    tf = {col: data.frequencies(conn, col, candidates, blocked, sample) for col in tf_columns(cfg)}
-    model, pairs = match(cfg, candidates, sample, blocked, tf, entities, rules)
+    with tempfile.TemporaryDirectory(prefix="hub-identity-") as tmp:
+        blocked, sample = Path(tmp) / "blocked.parquet", Path(tmp) / "sample.parquet"
+        n_blocked = data.write_blocked_entities(conn, rules, blocked)
+        if not n_blocked:
+            return None, pa.table({})
+        n_sample = data.write_entity_sample(conn, sample)
+        candidates = data.candidate_table(conn)
+        tf = {col: data.frequencies(conn, col, candidates, blocked, sample) for col in tf_columns(cfg)}
+        model, pairs = match(cfg, candidates, sample, blocked, tf, entities, rules)
     return Model(model.settings, model.levels, {**model.training, "blocking": counts, "candidates": candidates.num_rows,
-                                                 "blocked_entities": blocked.num_rows, "sample": sample.num_rows}), pairs
+                                                 "blocked_entities": n_blocked, "sample": n_sample}), pairs
 
 
 def _cluster(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, model: Model | None, library: str,

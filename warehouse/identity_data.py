@@ -7,6 +7,7 @@ once per distinct name and kept (``identity_name_features``): a later run conver
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -199,13 +200,23 @@ def count_comparisons(conn: duckdb.DuckDBPyConnection, rules: tuple[tuple[str, .
     return out
 
 
-def blocked_entities(conn: duckdb.DuckDBPyConnection, rules: list[tuple[str, ...]]) -> pa.Table:
-    """The entities some rule puts beside a candidate: all any scored pair can reach."""
+def _blocked_sql(rules: list[tuple[str, ...]]) -> str:
     unions = " UNION ".join(
         f"SELECT e.unique_id FROM {ENTITIES} e SEMI JOIN {CANDIDATE_TABLE} c ON "
         + " AND ".join(f'e."{col}" = c."{col}"' for col in rule) for rule in rules) or "SELECT NULL AS unique_id WHERE false"
-    return conn.sql(f"SELECT {_select('e')} FROM {ENTITIES} e SEMI JOIN ({unions}) b ON e.unique_id = b.unique_id "
-                    "ORDER BY e.unique_id").to_arrow_table()
+    return (f"SELECT {_select('e')} FROM {ENTITIES} e SEMI JOIN ({unions}) b ON e.unique_id = b.unique_id "
+            "ORDER BY e.unique_id")
+
+
+def blocked_entities(conn: duckdb.DuckDBPyConnection, rules: list[tuple[str, ...]]) -> pa.Table:
+    """The entities some rule puts beside a candidate: all any scored pair can reach."""
+    return conn.sql(_blocked_sql(rules)).to_arrow_table()
+
+
+def write_blocked_entities(conn: duckdb.DuckDBPyConnection, rules: list[tuple[str, ...]], path: Path) -> int:
+    """``blocked_entities`` written to a Parquet file (millions of rows at 10 M people); returns how many."""
+    conn.execute(f"COPY ({_blocked_sql(rules)}) TO '{path}' (FORMAT parquet)")
+    return conn.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()[0][0]
 
 
 def _tokens(a: str) -> str:
@@ -221,6 +232,13 @@ def _select(alias: str) -> str:
                                               for c in COLUMNS)])
 
 
+def write_entity_sample(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """``entity_sample`` written to a Parquet file; returns how many."""
+    conn.execute(f"COPY (SELECT {_select('e')} FROM {ENTITIES} e WHERE e.sampled ORDER BY e.unique_id) TO '{path}' "
+                 "(FORMAT parquet)")
+    return conn.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()[0][0]
+
+
 def entity_sample(conn: duckdb.DuckDBPyConnection) -> pa.Table:
     """The hash-chosen sample of all entities (see ``load_entities``): the same every run, representative of all."""
     return conn.sql(f"SELECT {_select('e')} FROM {ENTITIES} e WHERE e.sampled ORDER BY e.unique_id").to_arrow_table()
@@ -231,9 +249,11 @@ def candidate_table(conn: duckdb.DuckDBPyConnection, where: str = "true") -> pa.
     return conn.sql(f"SELECT {_select('c')} FROM {CANDIDATE_TABLE} c WHERE {where} ORDER BY c.unique_id").to_arrow_table()
 
 
-def frequencies(conn: duckdb.DuckDBPyConnection, column: str, *tables: pa.Table) -> pa.Table:
-    """Each value's share among all entities (Splink's term frequencies), for the values in ``tables``."""
-    values = pa.concat_arrays([t.column(column).combine_chunks() for t in tables])
+def frequencies(conn: duckdb.DuckDBPyConnection, column: str, *tables: pa.Table | Path) -> pa.Table:
+    """Each value's share among all entities (Splink's term frequencies), for the values in ``tables`` (or files)."""
+    arrays = [conn.sql(f'SELECT "{column}" FROM read_parquet(?)', params=[str(t)]).to_arrow_table().column(0)
+              if isinstance(t, Path) else t.column(column) for t in tables]
+    values = pa.concat_arrays([a.combine_chunks() for a in arrays])
     conn.register("identity_tf_values", pa.table({column: values}))
     try:
         return conn.sql(f"""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -33,6 +34,7 @@ from warehouse.identity_config import IdentityConfig, Level
 
 CANDIDATES, ENTITIES, SAMPLE, BLOCKED = "candidates", "entities", "entity_sample", "blocked_entities"
 _UNSEEN = 1e-6  # u of a level no comparison of the sample showed
+KEPT_PAIRS = 10  # a record's strongest candidates kept for the decision (and its probabilities)
 
 
 def _level(level: Level) -> Any:
@@ -139,9 +141,19 @@ def _settle(model: dict[str, Any], smoothing: float) -> dict[str, Any]:
     return model
 
 
-def _connection(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
-    mem = duckdb.connect(":memory:")
+def _connection(tables: dict[str, pa.Table | Path]) -> duckdb.DuckDBPyConnection:
+    """Splink's own database, under the pipeline's memory limit (it spills beyond), holding ``tables``.
+
+    A table is an Arrow table or a Parquet file: at 10 M people the entities Splink needs are
+    millions of rows, which are read from a file rather than held twice in memory.
+    """
+    from hub.settings import get_settings
+
+    mem = duckdb.connect(":memory:", config={"memory_limit": get_settings().warehouse_memory_limit})
     for name, table in tables.items():
+        if isinstance(table, Path):
+            mem.execute(f'CREATE TABLE "{name}" AS SELECT * FROM read_parquet(?)', [str(table)])
+            continue
         mem.register(f"{name}_arrow", table)
         mem.execute(f'CREATE TABLE "{name}" AS SELECT * FROM "{name}_arrow"')
         mem.unregister(f"{name}_arrow")
@@ -232,8 +244,8 @@ def train(cfg: IdentityConfig, db: DuckDBAPI, mem: duckdb.DuckDBPyConnection, ca
     return Model(model, gamma_levels(model), {"prior": prior, "em_passes": passes, "entities": entities})
 
 
-def match(cfg: IdentityConfig, candidates: pa.Table, sample: pa.Table, blocked: pa.Table, tf_tables: dict[str, pa.Table],
-          entities: int, rules: list[tuple[str, ...]]) -> tuple[Model, pa.Table]:
+def match(cfg: IdentityConfig, candidates: pa.Table | Path, sample: pa.Table | Path, blocked: pa.Table | Path,
+          tf_tables: dict[str, pa.Table], entities: int, rules: list[tuple[str, ...]]) -> tuple[Model, pa.Table]:
     """Train on the data and score every blocked pair of candidate and entity (see ``_pairs_sql``)."""
     _quiet()
     mem = _connection({CANDIDATES: candidates, SAMPLE: sample, BLOCKED: blocked,
@@ -286,6 +298,9 @@ def _pairs_sql(model: Model, table: str) -> str:
         parts.append(f"'{comparison}', json_object('level', {level}, 'weight', round({weight}, 3), "
                      f"'bayes_factor', round(pow(2, {weight}), 6))")
     # Splink puts either side on the left: candidates and entities are told apart by their dataset.
-    return (f"SELECT CASE WHEN source_dataset_l = '{CANDIDATES}' THEN unique_id_l ELSE unique_id_r END AS candidate, "
-            f"CASE WHEN source_dataset_l = '{CANDIDATES}' THEN unique_id_r ELSE unique_id_l END AS entity_key, "
-            f"match_weight, match_probability, json_object({', '.join(parts)}) AS comparisons FROM {table}")
+    # A record's strongest candidates decide; beyond them the pairs (millions at 10 M people) are dropped.
+    candidate = f"CASE WHEN source_dataset_l = '{CANDIDATES}' THEN unique_id_l ELSE unique_id_r END"
+    entity = f"CASE WHEN source_dataset_l = '{CANDIDATES}' THEN unique_id_r ELSE unique_id_l END"
+    return (f"SELECT {candidate} AS candidate, {entity} AS entity_key, "
+            f"match_weight, match_probability, json_object({', '.join(parts)}) AS comparisons FROM {table} "
+            f"QUALIFY row_number() OVER (PARTITION BY {candidate} ORDER BY match_weight DESC, {entity}) <= {KEPT_PAIRS}")
