@@ -33,7 +33,6 @@ from splink.internals.exceptions import EMTrainingException
 from warehouse.identity_config import IdentityConfig, Level
 
 CANDIDATES, ENTITIES, SAMPLE, BLOCKED = "candidates", "entities", "entity_sample", "blocked_entities"
-_UNSEEN = 1e-6  # u of a level no comparison of the sample showed
 KEPT_PAIRS = 10  # a record's strongest candidates kept for the decision (and its probabilities)
 
 
@@ -114,24 +113,30 @@ def _round(x: float) -> float:
     return float(f"{x:.12g}")
 
 
-def _settle(model: dict[str, Any], smoothing: float) -> dict[str, Any]:
+def _probability(value: Any) -> bool:
+    """A trained probability (Splink writes a level it could not train as text or leaves it out)."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _settle(model: dict[str, Any], smoothing: float, unseen_u: float) -> dict[str, Any]:
     """Keep every m off zero, give unseen levels a u, round (see the module docstring).
 
     EM gives a level the data never showed among matches an m of (almost) zero, and so a weight of
     minus infinity: one unusual disagreement would veto any match. Such a level gets an m of
     ``smoothing``, or its u when that is smaller: a common disagreement then weighs against a match
     (log2(smoothing / u)), a rare agreement no pair showed among matches weighs nothing (m = u),
-    rather than a lot. A level no sampled non-match showed gets the comparison's smallest observed
-    u: rare among non-matches, not impossible. Each comparison's m are scaled back to one.
+    rather than a lot. A level none of the sampled pairs showed gets ``unseen_u`` (one over the
+    number of pairs sampled: rare among non-matches, not impossible; the comparison's other u say
+    nothing about it: at 10 M people no sampled pair shared an ID body, and borrowing the "different"
+    level's u of 1 took all weight from the ID digits). Each comparison's m are scaled back to one.
     """
     for comparison in model["comparisons"]:
         levels = [lvl for lvl in comparison["comparison_levels"] if not lvl.get("is_null_level")]
-        seen_u = [lvl["u_probability"] for lvl in levels if lvl.get("u_probability")]
         for lvl in levels:
             u = lvl.get("u_probability")
-            lvl["u_probability"] = u if u and math.isfinite(u) and u > 0 else min(seen_u, default=_UNSEEN)
-        m = [lvl.get("m_probability") or 0.0 for lvl in levels]
-        m = [max(x if math.isfinite(x) else 0.0, min(smoothing, lvl["u_probability"]))
+            lvl["u_probability"] = u if _probability(u) else unseen_u
+        m = [lvl.get("m_probability") for lvl in levels]
+        m = [max(x if _probability(x) else 0.0, min(smoothing, lvl["u_probability"]))
              for x, lvl in zip(m, levels, strict=True)]
         total = sum(m)
         for lvl, mi in zip(levels, m, strict=True):
@@ -240,7 +245,7 @@ def train(cfg: IdentityConfig, db: DuckDBAPI, mem: duckdb.DuckDBPyConnection, ca
     prior = _prior(sampler, mem, cfg, entities)
     sampler.training.estimate_u_using_random_sampling(max_pairs=cfg.max_pairs_for_u, seed=cfg.seed)
     model, passes = _em((cands, blocked), sampler.misc.save_model_to_json(), cfg, tf)
-    model = _settle(model, cfg.m_smoothing)
+    model = _settle(model, cfg.m_smoothing, 1 / cfg.max_pairs_for_u)
     return Model(model, gamma_levels(model), {"prior": prior, "em_passes": passes, "entities": entities})
 
 

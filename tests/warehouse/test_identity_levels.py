@@ -213,3 +213,19 @@ def test_an_old_county_code_continues_as_its_successor():
 def test_a_pair_lands_on_its_level(scored, number, comparison, level, candidate, entity):
     assert number in scored, "the pair was not scored"
     assert scored[number][comparison] == level, (candidate, entity, scored[number])
+
+
+def test_a_level_no_sampled_pair_showed_keeps_its_weight():
+    """At 10 M people no sampled pair shared an ID body: that level's u is one over the pairs sampled, not the others'."""
+    from warehouse.identity_model import _settle
+
+    model = {"probability_two_random_records_match": 1e-7, "comparisons": [{"output_column_name": "id_digits",
+             "comparison_levels": [{"is_null_level": True},
+                                   {"label_for_charts": "same_body", "m_probability": 0.9},
+                                   {"label_for_charts": "one_digit_off", "m_probability": 0.05,
+                                    "u_probability": "level not observed in training dataset"},
+                                   {"label_for_charts": "different", "m_probability": 0.05, "u_probability": 1.0}]}]}
+    levels = _settle(model, 0.005, 1 / 2_000_000)["comparisons"][0]["comparison_levels"]
+    assert levels[1]["u_probability"] == levels[2]["u_probability"] == 5e-7
+    assert levels[3]["u_probability"] == 1.0
+    assert abs(sum(lvl["m_probability"] for lvl in levels[1:]) - 1) < 1e-9
