@@ -84,7 +84,7 @@ def load_candidates(conn: duckdb.DuckDBPyConnection, library: str, key: str, cfg
 
 
 def _ensure_names(conn: duckdb.DuckDBPyConnection, names_sql: str) -> None:
-    """Convert the names of ``names_sql`` not converted yet (``identity_name_features``)."""
+    """Convert the names of ``names_sql`` not converted yet (``identity_name_features``); load the region successors."""
     columns = ", ".join(f'"{c}" VARCHAR' for c in NAME_COLUMNS)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {NAMES} (name VARCHAR PRIMARY KEY, {columns})")
     new = conn.sql(f"SELECT DISTINCT name FROM ({names_sql}) n WHERE name IS NOT NULL "
@@ -95,9 +95,13 @@ def _ensure_names(conn: duckdb.DuckDBPyConnection, names_sql: str) -> None:
             conn.execute(f"INSERT INTO {NAMES} SELECT * FROM identity_new_names")
         finally:
             conn.unregister("identity_new_names")
+    # Today's region codes (``_joins``), loaded once per connection.
+    if conn.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'identity_successors'"
+                    ).fetchall()[0][0]:
+        return
     conn.register("identity_successors_arrow", pa.table({"code": list(successors()), "current": list(successors().values())}))
     try:
-        conn.execute("CREATE OR REPLACE TEMP TABLE identity_successors AS SELECT * FROM identity_successors_arrow")
+        conn.execute("CREATE TEMP TABLE identity_successors AS SELECT * FROM identity_successors_arrow")
     finally:
         conn.unregister("identity_successors_arrow")
 
@@ -233,15 +237,10 @@ def _select(alias: str) -> str:
 
 
 def write_entity_sample(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """``entity_sample`` written to a Parquet file; returns how many."""
+    """The hash-chosen sample of all entities (see ``load_entities``), written to a Parquet file; returns how many."""
     conn.execute(f"COPY (SELECT {_select('e')} FROM {ENTITIES} e WHERE e.sampled ORDER BY e.unique_id) TO '{path}' "
                  "(FORMAT parquet)")
     return conn.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()[0][0]
-
-
-def entity_sample(conn: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The hash-chosen sample of all entities (see ``load_entities``): the same every run, representative of all."""
-    return conn.sql(f"SELECT {_select('e')} FROM {ENTITIES} e WHERE e.sampled ORDER BY e.unique_id").to_arrow_table()
 
 
 def candidate_table(conn: duckdb.DuckDBPyConnection, where: str = "true") -> pa.Table:
