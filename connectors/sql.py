@@ -11,10 +11,13 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from connectors.base import Connector, Extraction
-from hub.errors import SourceError, SourceUnavailable
+from hub.errors import SchemaDrift, SourceError, SourceUnavailable
+
+# Databases whose unquoted and quoted column names match whatever the case (PostgreSQL's quoted names do not).
+_CASE_BLIND = ("sqlite", "mysql", "mariadb")
 
 
 def _text(value: object) -> str | None:
@@ -101,8 +104,27 @@ class SqlConnector(Connector):
         extraction.batches = self._batches(extraction, full)
         return extraction
 
+    def _check_columns(self) -> None:
+        """SchemaDrift naming every configured column the table lacks, from the database's own catalogue."""
+        # Checked first: SQLite reads a quoted unknown name as a string literal (every name "XM"), MariaDB
+        # reports it as an OperationalError that looks like an outage, and PostgreSQL's COPY as a driver error.
+        dialect = self.engine.dialect.name
+        try:
+            present = [c["name"] for c in sa.inspect(self.engine).get_columns(self.table)]
+        except NoSuchTableError:
+            present = []
+        if not present:
+            raise SchemaDrift(f"{dialect} source: table {self.table} does not exist (or has no columns we may read)")
+        fold = str.casefold if dialect in _CASE_BLIND else str
+        known = {fold(c) for c in present}
+        missing = [c for c in self.columns if fold(c) not in known]
+        if missing:
+            raise SchemaDrift(f"{dialect} source: table {self.table} has no column {', '.join(missing)} "
+                              f"(renamed or dropped? its columns: {', '.join(present)}); fix the source's mapping")
+
     def _batches(self, extraction: Extraction, full: bool) -> Iterator[pa.RecordBatch]:
         try:
+            self._check_columns()
             if self.engine.dialect.name == "postgresql":
                 yield from self._copy_batches(extraction, full)
             else:
@@ -111,6 +133,9 @@ class SqlConnector(Connector):
             raise SourceUnavailable(f"{self.engine.dialect.name} source {self.table} unreachable: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise SourceError(f"{self.engine.dialect.name} source {self.table} failed: {exc}") from exc
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # COPY runs on the driver's own cursor, unwrapped
+            kind = SourceUnavailable if isinstance(exc, self.engine.dialect.loaded_dbapi.OperationalError) else SourceError
+            raise kind(f"{self.engine.dialect.name} source {self.table} failed: {type(exc).__name__}: {exc}") from exc
 
     def _ordered_batches(self, extraction: Extraction, full: bool) -> Iterator[pa.RecordBatch]:
         sql, params = self._query(extraction.since, full)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
 from connectors.sql import SqlConnector
-from hub.errors import SourceUnavailable
+from hub.errors import SchemaDrift, SourceUnavailable
 from tests.conftest import MARIADB_URL, POSTGRES_URL
 from tests.household import COLUMNS, create_table, insert, person_row
 
@@ -85,3 +87,42 @@ def test_unreachable_source_is_a_clear_error():
                              connect_timeout=2)
     with pytest.raises(SourceUnavailable, match="unreachable"):
         list(connector.extract(None).batches)
+
+
+@pytest.fixture
+def renamed_table(db_url):
+    """A household table of its own (other tests share the servers) whose XM column was renamed to XINGMING."""
+    table = f"HJ_RKXX_{uuid.uuid4().hex[:8].upper()}"
+    engine = sa.create_engine(db_url)
+    meta = sa.MetaData()
+    sa.Table(table, meta, sa.Column("RKBH", sa.BigInteger, primary_key=True, autoincrement=False),
+             *(sa.Column(c, sa.String(255)) for c in COLUMNS[1:-1]), sa.Column("GXSJ", sa.DateTime))
+    meta.create_all(engine)
+    rows = [person_row(i) for i in range(1, 4)]
+    with engine.begin() as conn:
+        conn.execute(meta.tables[table].insert(), rows)
+        q = engine.dialect.identifier_preparer.quote
+        conn.execute(sa.text(f"ALTER TABLE {q(table)} RENAME COLUMN {q('XM')} TO {q('XINGMING')}"))
+    yield db_url, table
+    meta.drop_all(engine)
+    engine.dispose()
+
+
+def test_a_renamed_column_fails_the_extraction_naming_column_and_table(renamed_table):
+    url, table = renamed_table
+    connector = SqlConnector(url, table, "RKBH", "GXSJ", COLUMNS[1:])
+    extraction = connector.extract(None)
+    with pytest.raises(SchemaDrift) as drift:
+        list(extraction.batches)  # SQLite would otherwise read "XM" as a string and land it as every name
+    message = str(drift.value)
+    assert not isinstance(drift.value, SourceUnavailable)  # not an outage: a retry will not bring XM back
+    assert "XM" in message and table in message and "XINGMING" in message  # what is there, to fix the mapping
+    assert extraction.watermark is None
+    connector.close()
+
+
+def test_a_missing_table_is_a_clear_error(db_url):
+    connector = SqlConnector(db_url, "NO_SUCH_TABLE_X1", "RKBH", "GXSJ", ["XM"])
+    with pytest.raises(SchemaDrift, match="NO_SUCH_TABLE_X1"):
+        list(connector.extract(None).batches)
+    connector.close()
