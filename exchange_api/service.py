@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 VALID_LICENCE_STATUSES = frozenset({"issued", "renewed"})
+# The days a request may name: the start and end of each are representable in UTC whatever the time zone
+# (answers and the audit write UTC), so no date a client sends can overflow a conversion.
+FIRST_DAY, LAST_DAY = dt.date(1, 1, 2), dt.date(9999, 12, 30)
+EARLIEST = dt.datetime.combine(FIRST_DAY, dt.time(), tzinfo=dt.UTC)
+LATEST = dt.datetime.combine(LAST_DAY, dt.time.max, tzinfo=dt.UTC)
 ACTIVE = {"population": ("life_status", frozenset({"living"})), "legal_person": ("status", frozenset({"active"}))}
 
 
@@ -116,6 +121,20 @@ def _note_unproven_body(draft: AuditDraft, body: bytes) -> None:
             # The canonical form, so the attempt hashes like the person's other lookups.
             with contextlib.suppress(InvalidIdentifier):
                 draft.key = normalise_key(draft.library, key)
+
+
+def check_in_range(name: str, value: dt.date | dt.datetime, tz: dt.tzinfo) -> None:
+    """422 ``invalid_request`` naming ``name`` unless the date or time lies within FIRST_DAY … LAST_DAY."""
+    if isinstance(value, dt.datetime):
+        try:
+            inside = EARLIEST <= (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(dt.UTC) <= LATEST
+        except OverflowError:
+            inside = False
+    else:
+        inside = FIRST_DAY <= value <= LAST_DAY
+    if not inside:
+        raise InvalidRequest(f"{name}: {value.isoformat()} is out of the range the hub answers about "
+                             f"({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})")
 
 
 def parse(model: type[M], body: bytes) -> M:
@@ -263,6 +282,7 @@ class Exchange:
     def _as_of(self, value: dt.date | dt.datetime | None) -> dt.datetime | None:
         if value is None:
             return None
+        check_in_range("as_of", value, self.tz)
         if isinstance(value, dt.datetime):
             return value if value.tzinfo else value.replace(tzinfo=self.tz)
         # A date means the end of that day on the hub's calendar.
@@ -297,10 +317,10 @@ class Exchange:
         draft.fields_requested = tuple(req.fields) if req.fields is not None else None
         draft.key = req.key.strip().upper()  # what was asked, in case it is refused as invalid
         key = draft.key = normalise_key(req.library, draft.key)
+        when = self._as_of(req.as_of)
         self._charge(call, 1)
         lib = library(req.library)
         decision = self._access(call, lib, req.purpose, req.fields)
-        when = self._as_of(req.as_of)
         if when is not None and not decision.released:
             # Refuse as_of the same way whether or not anything may be released.
             self._require_history(lib)
@@ -334,10 +354,10 @@ class Exchange:
                 keys.append(normalise_key(req.library, raw))
             except InvalidIdentifier as exc:
                 raise InvalidRequest(f"keys[{i}]: {exc}") from None
+        when = self._as_of(req.as_of)
         self._charge(call, len(keys))
         lib = library(req.library)
         decision = self._access(call, lib, req.purpose, req.fields)
-        when = self._as_of(req.as_of)
         if when is not None:
             self._require_history(lib)
         snapshot = self.snapshots.get()
@@ -399,6 +419,8 @@ class Exchange:
     def _day_asked(self, on: dt.date | None) -> dt.date:
         """The day a verification is about: today unless given, never in the future."""
         today = self.today()
+        if on is not None:
+            check_in_range("on", on, self.tz)
         if on is not None and on > today:
             raise InvalidRequest("on: the day asked about must not be in the future")
         return on or today
@@ -454,9 +476,12 @@ class Exchange:
         draft.outcome, draft.reason = ANSWERED, "own usage figures"
         since = call.request.query_params.get("since")
         try:
-            start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), tzinfo=self.tz) if since else None
+            day = dt.date.fromisoformat(since) if since else None
         except ValueError:
             raise InvalidRequest("since must be a date (YYYY-MM-DD)") from None
+        if day is not None:
+            check_in_range("since", day, self.tz)
+        start = dt.datetime.combine(day, dt.time(), tzinfo=self.tz) if day else None
         rows = await run_in_threadpool(self.audit.usage, department=call.caller.department, since=start)
         return JSONResponse({"department": call.caller.department, "since": since, "figures": rows})
 
@@ -467,6 +492,8 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = "population", req.purpose, req.case_number
         key = draft.key = normalise_key("population", req.id_number)
+        if req.since:
+            check_in_range("since", req.since, self.tz)
         since = dt.datetime.combine(req.since, dt.time(), tzinfo=self.tz) if req.since else None
         rows = await run_in_threadpool(self.audit.access_log, key, since=since)
         names = self.registry.department_names()
