@@ -137,6 +137,19 @@ class FieldMap(BaseModel):
         return None
 
 
+class SourceLimits(BaseModel):
+    """What a REST source may cost one extraction before it fails with a clear error and nothing landed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The whole extraction, retries and waits included: a source that loops or trickles fails here.
+    deadline_seconds: float = Field(default=3600.0, gt=0)
+    # Items in one page; unset, what was asked for (the page size): more is an API ignoring its size parameter.
+    max_page_items: int | None = Field(default=None, ge=1)
+    # Bytes of one answer's body, as read: an endless or oversized body is cut off here, not held in memory.
+    max_page_bytes: int = Field(default=64 << 20, ge=1024)
+
+
 def _shorthand_fields(value: Any) -> Any:
     # "name: XM" is shorthand for "name: {column: XM}".
     if isinstance(value, dict):
@@ -172,6 +185,7 @@ class SourceConfig(BaseModel):
     # fields here; every record also gets the shared ``fields``.
     records: list[dict[str, FieldMap]] = []
     options: dict[str, Any] = {}
+    limits: SourceLimits = SourceLimits()  # what one extraction may cost (rest sources)
     quality: dict[str, Any] = {}  # department quality rules, in the shape of quality.config.SourceRules
 
     @field_validator("fields", mode="before")
@@ -242,6 +256,8 @@ def problems_of(source: SourceConfig) -> list[str]:
             problems.append(f"{where}: authoritative field {name!r} is not mapped")
         elif name in declared and declared[name].authorities and source.department not in declared[name].authorities:
             problems.append(f"{where}: {source.department} is not declared authoritative for {lib.name}.{name}")
+    if source.kind != "rest" and source.limits.model_fields_set:
+        problems.append(f"{where}: limits apply to rest sources only")
     if source.kind == "sql" and not source.table:
         problems.append(f"{where}: an sql source needs a table")
     if not (source.connection or source.url):

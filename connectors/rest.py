@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import hashlib
 import random
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -28,15 +30,20 @@ from http_message_signatures import HTTPMessageSigner, MappingKeyResolver
 from http_message_signatures.algorithms import ED25519
 
 from connectors.base import Connector, Extraction
-from connectors.config import SourceConfig
+from connectors.config import SourceConfig, SourceLimits
 from connectors.credentials import connection_uri
 from hub.errors import ConfigError, SchemaDrift, SourceError, SourceUnavailable
+from hub.masking import mask_id
 
 STYLES = ("page", "offset", "cursor")
 AUTHS = ("none", "bearer", "signed")
 JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
 SIGNATURE_LABEL = "hub"
 SIGNED_COMPONENTS = ("@method", "@target-uri")  # Content-Digest of the (empty) body is added by the signer
+LIMITS = SourceLimits()  # the defaults of what one extraction may cost
+SHOWN_BYTES = 4096  # of an answer that is not a page: enough for its message
+# Resident ID numbers (18 or old 15 digits) an API may echo in its error text: masked before they reach a log.
+_ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
 
 
 class _Float(str):
@@ -91,6 +98,15 @@ def _rank(value: Any) -> tuple[int, Any]:
     return (1, value) if isinstance(value, str) else (2, _compact(value))
 
 
+def _masked(text: str) -> str:
+    """Source text for an error message: ID numbers in it masked, at most 200 characters."""
+    return _ID_LIKE.sub(lambda m: mask_id(m.group()), text)[:200]
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
 def _dig(body: Any, path: str) -> Any:
     """``body["a"]["b"]`` for the dotted path ``a.b``; ``_ABSENT`` when any step is missing."""
     for part in path.split("."):
@@ -118,6 +134,7 @@ class Paging:
     cursor_param: str = "cursor"
     next_cursor_field: str = "next_cursor"
     limit_param: str = "limit"
+    error_fields: tuple[str, ...] = ("error", "errors")  # a 200 carrying one of these and no items is an error
 
 
 class _Shape:
@@ -155,6 +172,10 @@ class _Shape:
                 problems.append(f"field {name!r} is {'/'.join(sorted(wrong))}, expected {'/'.join(sorted(expected))}")
         if problems:
             raise SchemaDrift(f"{where}: schema drift: " + "; ".join(problems))
+
+
+class _TooSlow(Exception):
+    """One request took longer than its time limit, however steadily its bytes came."""
 
 
 class _TokenBucket:
@@ -224,13 +245,20 @@ class RestConnector(Connector):
                  timeout: float = 30.0, max_retries: int = 5, rate_limit: float | None = None,
                  schema: Mapping[str, str] | None = None, since_param: str | None = None,
                  columns: list[str] | None = None, params: Mapping[str, str] | None = None,
-                 backoff: float = 0.5, max_wait: float = 60.0, burst: float = 1.0, name: str | None = None):
+                 backoff: float = 0.5, max_wait: float = 60.0, burst: float = 1.0, name: str | None = None,
+                 deadline: float = LIMITS.deadline_seconds, max_page_items: int | None = None,
+                 max_page_bytes: int = LIMITS.max_page_bytes):
         self.paging = Paging(style=pagination) if isinstance(pagination, str) else pagination
         problems = _problems(self.paging, auth, token, signing_key, key_id, schema, batch_size, max_retries, rate_limit)
+        if not (deadline > 0 and timeout > 0 and max_page_bytes >= 1 and (max_page_items or 1) >= 1):
+            problems.append("deadline and timeout must be > 0, max_page_items and max_page_bytes >= 1")
         if problems:
             raise ConfigError([f"rest source {name or base_url}: {p}" for p in problems])
         self.path, self.key, self.watermark_field = path, key, watermark
         self.batch_size, self.max_retries, self.timeout = batch_size, max_retries, timeout
+        # Unset, a page may hold what was asked for: more means the API ignores its size parameter.
+        self.deadline, self.max_page_items, self.max_page_bytes = deadline, max_page_items or batch_size, max_page_bytes
+        self._deadline_at = float("inf")  # set when an extraction starts pulling
         self.backoff, self.max_wait = backoff, max_wait
         self.schema, self.since_param, self.params = dict(schema) if schema else None, since_param, dict(params or {})
         self.columns = list(dict.fromkeys([key, *([watermark] if watermark else []), *columns])) if columns else None
@@ -266,6 +294,10 @@ class RestConnector(Connector):
         if self.since_param and best and not cursor:
             query[self.since_param] = best[0] if type(best[0]) is str else _compact(best[0])
         page, received, columns, first_key = 1, 0, self.columns, None
+        # Loop detection: the page each cursor was followed from, and the page each set of records came on.
+        followed: dict[str, int] = {cursor: 0} if cursor else {}
+        pages_seen: dict[bytes, int] = {}
+        self._deadline_at = time.monotonic() + self.deadline
         while True:
             if paging.style == "cursor":
                 query[paging.limit_param] = self.batch_size
@@ -275,13 +307,18 @@ class RestConnector(Connector):
             else:
                 query[paging.page_param or paging.style] = page if paging.style == "page" else received
                 query[paging.size_param] = self.batch_size
-            body = self._get(query)
             where = f"{self.label}: GET {self.path} page {page}"
+            body = self._get(query, where)
             items = _dig(body, paging.items_field)
+            self._check_error(body, items, where)
             if not isinstance(items, list):
                 raise SchemaDrift(f"{where}: the answer has no {paging.items_field!r} list")
             if not items:
                 return
+            if len(items) > self.max_page_items:
+                raise SourceError(f"{where} holds {len(items)} items, more than limits.max_page_items "
+                                  f"({self.max_page_items}; {self.batch_size} were asked for): raise it if the API's "
+                                  "pages are fixed at that size")
             # Checked before anything of this page is yielded: a drifting page must never be half landed.
             shape.check(items, where)
             head = items[0].get(self.key)
@@ -289,6 +326,10 @@ class RestConnector(Connector):
                 raise SourceError(f"{where}: the API answered the previous page again "
                                   f"(is {paging.page_param or paging.style!r} its page parameter?)")
             first_key = head
+            digest = self._records_digest(items)
+            if digest in pages_seen:
+                raise SourceError(f"{where} holds the same records as page {pages_seen[digest]}: the API's pages loop")
+            pages_seen[digest] = page
             if columns is None:
                 columns = list(dict.fromkeys([self.key, *([self.watermark_field] if self.watermark_field else []),
                                               *(self.schema or shape.allowed)]))
@@ -304,10 +345,14 @@ class RestConnector(Connector):
                 following = following if isinstance(following, str) and following else None
                 if following is not None and following == cursor:
                     raise SourceError(f"{where}: the next cursor does not advance")
+                if following is not None and following in followed:
+                    raise SourceError(f"{where}: the next cursor {_short(following)} was already followed at page "
+                                      f"{followed[following] + 1}: the API's cursors loop")
                 # At the end there is no next cursor: resume from this page's; the (w, k) filter drops its replay.
                 extraction.watermark = self._mark(best, following or cursor) or extraction.watermark
                 if following is None:
                     return
+                followed[following] = page
                 cursor = following
             else:
                 extraction.watermark = self._mark(best, None) or extraction.watermark
@@ -315,6 +360,24 @@ class RestConnector(Connector):
                 if type(total) is int and received >= total:
                     return
             page += 1
+
+    def _records_digest(self, items: list[dict]) -> bytes:
+        """What identifies a page's records: their keys (a keyless record by all of it), in order."""
+        digest = hashlib.blake2b(digest_size=16)
+        for item in items:
+            key = item.get(self.key)
+            digest.update((_compact(key) if key is not None else _compact(item)).encode() + b"\x1f")
+        return digest.digest()
+
+    def _check_error(self, body: Any, items: Any, where: str) -> None:
+        """SourceError when a 200 answer carries an error and no items: it is a failure, not an empty page."""
+        if isinstance(items, list) and items:
+            return
+        for name in self.paging.error_fields:
+            error = _dig(body, name)
+            if error not in (_ABSENT, None, False, "", [], {}):
+                text = error if isinstance(error, str) else _compact(error)
+                raise SourceError(f"{where}: the API answered 200 with an error and no items: {name} = {_masked(text)}")
 
     def _after(self, items: list[dict], after: tuple | None, best: tuple | None) -> tuple[list[dict], tuple | None]:
         """The items past the old mark ``after``, and the greatest (watermark, key) seen so far."""
@@ -352,15 +415,16 @@ class RestConnector(Connector):
             mark = {n: v for n, v in mark.items() if n == "cursor"}
         return mark
 
-    def _get(self, query: dict[str, Any]) -> Any:
+    def _get(self, query: dict[str, Any], where: str) -> Any:
         """The JSON answer to GET ``path?query``, retried with backoff on 429, 5xx, timeouts and lost connections."""
         attempts, problem = self.max_retries + 1, ""
         for attempt in range(attempts):
             self._bucket.take()
+            self._check_deadline(where, problem)
             retry_after = None
             try:
-                response = self._http.send(self._request(query))
-            except httpx.TimeoutException as exc:
+                response, content = self._fetch(self._request(query), where)
+            except (httpx.TimeoutException, _TooSlow) as exc:
                 problem = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
             except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
@@ -369,11 +433,55 @@ class RestConnector(Connector):
             else:
                 status = response.status_code
                 if status != 429 and status < 500:
-                    return self._body(response)
+                    return self._body(response, content)
                 problem, retry_after = f"HTTP {status}", _retry_after(response.headers.get("retry-after"))
             if attempt + 1 < attempts:
-                time.sleep(self._wait(attempt, retry_after, problem))
+                wait = self._wait(attempt, retry_after, problem)
+                self._check_deadline(where, problem, after=wait)
+                time.sleep(wait)
         raise SourceUnavailable(f"{self.label}: GET {self.path} failed after {attempts} attempt(s); last: {problem}")
+
+    def _check_deadline(self, where: str, problem: str = "", after: float = 0.0) -> None:
+        """SourceError once the extraction would run past its deadline (``after`` seconds from now)."""
+        if time.monotonic() + after < self._deadline_at:
+            return
+        # Not SourceUnavailable: a source that loops or trickles does the same on the retry of the task.
+        raise SourceError(f"{where}: the extraction ran into its deadline of {self.deadline:g} s (limits.deadline_seconds)"
+                          + (f"; last problem: {problem}" if problem else "")
+                          + "; nothing of it is kept: raise the deadline if the source is only slow")
+
+    def _fetch(self, request: httpx.Request, where: str) -> tuple[httpx.Response, bytes]:
+        """The answer and its body, read within the request's time limit, the deadline and max_page_bytes."""
+        started = time.monotonic()
+        # A single read waits no longer than the whole request may take, nor past the deadline.
+        wait = max(0.001, min(self.timeout, self._deadline_at - started))
+        request.extensions["timeout"] = httpx.Timeout(wait).as_dict()
+        response = self._http.send(request, stream=True)
+        try:
+            page = response.status_code == 200
+            limit = self.max_page_bytes if page else SHOWN_BYTES
+            declared = response.headers.get("content-length", "")
+            if page and declared.isdigit() and int(declared) > limit:
+                raise SourceError(f"{where}: the answer declares {declared} bytes, more than limits.max_page_bytes "
+                                  f"({limit})")
+            body, size = bytearray(), 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    if not page:  # only its start is shown
+                        body += chunk[:limit - len(body)]
+                        break
+                    raise SourceError(f"{where}: the answer runs to more than limits.max_page_bytes ({limit}) "
+                                      "and was cut off there")
+                body += chunk
+                now = time.monotonic()
+                if now >= self._deadline_at:
+                    self._check_deadline(where, "the answer was still arriving")
+                if now - started > self.timeout:  # bytes trickling in never trip a read timeout
+                    raise _TooSlow(f"the answer was still arriving after {self.timeout:g} s")
+            return response, bytes(body)
+        finally:
+            response.close()
 
     def _wait(self, attempt: int, retry_after: float | None, problem: str) -> float:
         # Full-size exponential steps with jitter, so many workers retrying one source do not stampede it.
@@ -394,14 +502,15 @@ class RestConnector(Connector):
                               covered_component_ids=SIGNED_COMPONENTS, body=b"")
         return request
 
-    def _body(self, response: httpx.Response) -> Any:
+    def _body(self, response: httpx.Response, content: bytes) -> Any:
         where = f"{self.label}: GET {response.request.url.path}"
         if response.status_code in (401, 403):
             raise SourceError(f"{where} refused our credentials (HTTP {response.status_code}, auth {self.auth})")
         if response.status_code != 200:
-            raise SourceError(f"{where} answered HTTP {response.status_code}: {response.text[:200]}")
+            text = content.decode(response.encoding or "utf-8", "replace")
+            raise SourceError(f"{where} answered HTTP {response.status_code}: {_masked(text)}")
         try:
-            return _loads(response.content)
+            return _loads(content)
         except ValueError as exc:
             raise SourceError(f"{where} answered something that is not JSON: {exc}") from None
 
@@ -431,7 +540,7 @@ def _problems(paging: Paging, auth: str, token: str | None, signing_key: object,
 # --- configuration ------------------------------------------------------------------------------
 
 PAGING_OPTIONS = ("page_param", "size_param", "items_field", "total_field", "cursor_param", "next_cursor_field",
-                  "limit_param")
+                  "limit_param", "error_fields")
 OPTIONS = frozenset({"path", "pagination", *PAGING_OPTIONS, "since_param", "page_size", "params", "auth", "key_id",
                      "timeout", "max_retries", "backoff", "max_wait", "rate_limit", "burst", "schema"})
 SECRET_OPTIONS = frozenset({"token", "password", "api_key", "secret", "private_key", "private_key_file"})
@@ -500,7 +609,10 @@ def from_config(source: SourceConfig, samples_dir: Path) -> RestConnector:
     base_url = _base_url(conn) if conn.get("host") else source.location(samples_dir)
     if not base_url:
         raise ConfigError(f"{where}: needs a url or a connection with a host")
+    if isinstance(opts.get("error_fields"), (list, str)):  # a list in YAML (or one name); kept as a tuple
+        opts["error_fields"] = (opts["error_fields"],) if isinstance(opts["error_fields"], str) else tuple(opts["error_fields"])
     paging = Paging(style=opts.get("pagination", "page"), **{n: opts[n] for n in PAGING_OPTIONS if n in opts})
+    limits = source.limits
     return RestConnector(
         base_url, path=opts.get("path", ""), pagination=paging, key=source.key, watermark=source.watermark,
         batch_size=int(opts.get("page_size", min(source.batch_size, DEFAULT_PAGE_SIZE))), auth=auth, token=token,
@@ -508,5 +620,6 @@ def from_config(source: SourceConfig, samples_dir: Path) -> RestConnector:
         max_retries=int(opts.get("max_retries", 5)), rate_limit=opts.get("rate_limit"), schema=opts.get("schema"),
         since_param=opts.get("since_param"), columns=source.columns,
         params=opts.get("params"), backoff=float(opts.get("backoff", 0.5)), max_wait=float(opts.get("max_wait", 60.0)),
-        burst=float(opts.get("burst", 1.0)), name=source.name,
+        burst=float(opts.get("burst", 1.0)), name=source.name, deadline=limits.deadline_seconds,
+        max_page_items=limits.max_page_items, max_page_bytes=limits.max_page_bytes,
     )
