@@ -192,9 +192,23 @@ def _check_params(params: Any) -> None:
         raise SignatureRefused("signature_malformed", f"unknown signature parameter(s): {', '.join(sorted(unknown))}")
     if params.get("alg", "ed25519") != "ed25519":
         raise SignatureRefused("signature_malformed", "only alg=ed25519 is accepted")
-    for name, kind in (("created", int), ("expires", int), ("keyid", str), ("nonce", str), ("tag", str)):
+    for name, kind in (("alg", str), ("created", int), ("expires", int), ("keyid", str), ("nonce", str), ("tag", str)):
         if name in params and (type(params[name]) is not kind):
             raise SignatureRefused("signature_malformed", f"signature parameter {name} has the wrong type")
+
+
+# A keyid parameter wherever it stands, read without parsing the whole field: a signature refused as
+# malformed is still attributed to the registered key it names (and so audited).
+_CLAIMED_KEYID = re.compile(r';\s*keyid\s*=\s*"([^"\\]{1,128})"')
+MAX_CLAIMED_KEYIDS = 4  # registry lookups one refused request may cost
+
+
+def claimed_keyids(headers: Any) -> list[str]:
+    """The key ids a request's Signature-Input names, in order, however malformed the rest of it is."""
+    sig_input = _header(headers, "signature-input")
+    if not sig_input:
+        return []
+    return list(dict.fromkeys(_CLAIMED_KEYID.findall(sig_input)))[:MAX_CLAIMED_KEYIDS]
 
 
 def _field_value(headers: Any, name: str) -> str | None:
@@ -308,7 +322,11 @@ class RequestVerifier:
         now = now or dt.datetime.now(dt.UTC)
         if not isinstance(message.headers, FieldLines):
             message = SignedMessage(message.method, message.url, FieldLines(message.headers))
-        parsed = parse_signature(message.headers)
+        try:
+            parsed = parse_signature(message.headers)
+        except SignatureRefused as exc:
+            exc.claimant = self.claimant(message.headers)
+            raise
         kid = parsed.params.get("keyid")
         key = self.registry.key(kid) if isinstance(kid, str) else None
         claimant = Claimant(kid, key.department) if key is not None else None  # type: ignore[arg-type]
@@ -317,6 +335,14 @@ class RequestVerifier:
         except SignatureRefused as exc:
             exc.claimant = claimant
             raise
+
+    def claimant(self, headers: Any) -> Claimant | None:
+        """The first registered key a request's Signature-Input names, before (or without) any check of it."""
+        for kid in claimed_keyids(headers):
+            key = self.registry.key(kid)
+            if key is not None:
+                return Claimant(kid, key.department)
+        return None
 
     def _verify(self, message: SignedMessage, body: bytes, now: dt.datetime, parsed: ParsedSignature,
                 key: KeyInfo | None) -> VerifiedCaller:

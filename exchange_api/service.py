@@ -227,6 +227,8 @@ class Exchange:
             code, message = "internal_error", "internal error"
             response = error_response(500, code, message, request_id)
         ticket.status, ticket.code = response.status_code, code
+        if not draft.attributable and response.status_code >= 400:
+            self._attribute(request, draft)
         if draft.attributable:
             if message and not draft.reason:
                 draft.reason = message
@@ -245,6 +247,16 @@ class Exchange:
         if code:
             state["error_code"] = code
         return response
+
+    def _attribute(self, request: Request, draft: AuditDraft) -> None:
+        """A request refused before its signature was read (a body too large) still belongs to the key it names."""
+        try:
+            claimant = self.verifier.claimant(request.headers)
+        except Exception:  # noqa: BLE001 - the request is already refused; this only decides whether it is audited
+            log.exception("could not attribute refused request %s", draft.request_id)
+            return
+        if claimant is not None:
+            draft.department, draft.kid = claimant.department, claimant.kid
 
     def _authenticate(self, request: Request, body: bytes, draft: AuditDraft) -> VerifiedCaller:
         message = SignedMessage(request.method, target_uri(request), request.headers)
