@@ -9,9 +9,15 @@
     │   ├── SourceUnavailable     unreachable or timed out: retry later
     │   └── SchemaDrift           the source's answer changed shape
     ├── PipelineError             a pipeline step could not complete
+    │   ├── PipelineBusy          another run holds the run lock (names it: step, run, pid, host, start)
+    │   ├── StorageFault          the working database or a disk failed: the cause and what to do
+    │   │   ├── WorkDatabaseBusy      another process has the working DuckDB file open
+    │   │   ├── WorkDatabaseDamaged   the working DuckDB file is truncated or not a DuckDB file
+    │   │   └── DiskFull              no space left where the step writes
     │   ├── PublishError          a snapshot could not be written or switched
     │   └── QualityGateFailed     publication refused by the quality gate (lists every reason)
     ├── SnapshotError             no usable published snapshot
+    │   └── SnapshotDamaged       a published version's files do not match its manifest
     └── ApiError                  an exchange-API refusal: HTTP status + stable code
         ├── AuthError             401: signature, key, digest, time window or nonce
         ├── Forbidden             403: not granted
@@ -61,6 +67,46 @@ class PipelineError(HubError):
     """A pipeline step could not complete."""
 
 
+class PipelineBusy(PipelineError):
+    """Another run holds the lock of ``scope``; ``holder`` says who (pid, host, started_at, run_id, step)."""
+
+    def __init__(self, scope: str, holder: dict):
+        self.scope, self.holder = scope, dict(holder)
+        who = (f"{holder.get('step', 'a run')} (run {holder.get('run_id', '?')}, pid {holder.get('pid', '?')} "
+               f"on {holder.get('host', '?')}, started {holder.get('started_at', '?')})") if holder else "another run"
+        super().__init__(f"{who} is running and holds the {scope} lock; this run stopped before extracting or "
+                         "writing anything: wait for that one to end, then run again")
+
+
+class StorageFault(PipelineError):
+    """A file or disk the pipeline uses failed; ``cause`` says how and ``remedy`` what to do."""
+
+    summary = "storage failed"
+    remedy = "check that file and the disk it is on, then run again"
+
+    def __init__(self, what: str, cause: str):
+        self.what, self.cause = what, cause
+        super().__init__(f"{self.summary} ({what}): {cause}. What to do: {self.remedy}")
+
+
+class WorkDatabaseBusy(StorageFault):
+    summary = "the working database is open in another process"
+    remedy = ("wait until that process ends (hub run and the Airflow tasks take the run lock; hub commands that "
+              "record decisions open the file briefly), then run again")
+
+
+class WorkDatabaseDamaged(StorageFault):
+    summary = "the working database is damaged"
+    remedy = ("move the file aside and rebuild the working database from the landings (README, recovery); "
+              "the published snapshot keeps serving meanwhile")
+
+
+class DiskFull(StorageFault):
+    summary = "the disk is full"
+    remedy = ("free space on that disk (or point HUB_DATA_DIR at a larger one), then run again; what this step "
+              "had written was removed and the previous snapshot keeps serving")
+
+
 class PublishError(PipelineError):
     """A snapshot could not be written or switched; the previous one keeps serving."""
 
@@ -76,6 +122,14 @@ class QualityGateFailed(PipelineError):
 
 class SnapshotError(HubError):
     """No usable published snapshot."""
+
+
+class SnapshotDamaged(SnapshotError):
+    """A published version's files do not match its manifest; ``problems`` names each file and what is wrong."""
+
+    def __init__(self, version: str, problems: list[str]):
+        self.version, self.problems = version, list(problems)
+        super().__init__(f"snapshot {version} is damaged and is not served: " + "; ".join(self.problems))
 
 
 class ApiError(HubError):

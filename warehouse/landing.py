@@ -64,6 +64,15 @@ def landed_runs(landing_dir: Path, source: str) -> list[tuple[Path, LandingManif
     return sorted(out, key=lambda item: item[1].finished_at)
 
 
+def sweep_partials(landing_dir: Path, source: str) -> list[str]:
+    """Remove the ``.partial`` folders killed extractions of ``source`` left; only under the source's run lock."""
+    removed = []
+    for partial in sorted((landing_dir / source).glob("*.partial")):
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(partial.name)
+    return removed
+
+
 class _BackgroundWriter:
     """Writes Parquet in a second thread while the next batch is read: Arrow releases the GIL for both."""
 
@@ -139,20 +148,22 @@ def land(source: str, connector: Connector, run_id: str, landing_dir: Path, engi
     partial = run_dir.with_name(run_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    extraction = connector.extract(None if full else since, full=full)
     try:
+        extraction = connector.extract(None if full else since, full=full)
         rows = _write_batches(extraction, connector, partial / DATA_FILE, progress)
+        if extraction.quarantined:
+            (partial / "_quarantine.json").write_text(json.dumps(extraction.quarantined, ensure_ascii=False,
+                                                                 default=str))
+        manifest = LandingManifest(source=source, run_id=run_id, since=extraction.since,
+                                   watermark=extraction.watermark, rows=rows, sha256=sha256_file(partial / DATA_FILE),
+                                   file=DATA_FILE, started_at=started.isoformat(), finished_at=utcnow().isoformat(),
+                                   quarantined=len(extraction.quarantined))
+        (partial / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
     except BaseException:
-        # A failed extraction leaves nothing half-written behind (a killed one leaves only ".partial").
+        # A failed extraction (a full disk included) leaves nothing half-written behind; a killed one leaves
+        # only ".partial", which the next run of the source sweeps (sweep_partials).
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if extraction.quarantined:
-        (partial / "_quarantine.json").write_text(json.dumps(extraction.quarantined, ensure_ascii=False, default=str))
-    manifest = LandingManifest(source=source, run_id=run_id, since=extraction.since, watermark=extraction.watermark,
-                               rows=rows, sha256=sha256_file(partial / DATA_FILE), file=DATA_FILE,
-                               started_at=started.isoformat(), finished_at=utcnow().isoformat(),
-                               quarantined=len(extraction.quarantined))
-    (partial / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
     if run_dir.exists():
         shutil.rmtree(run_dir)
     partial.rename(run_dir)

@@ -11,6 +11,7 @@ import duckdb
 from schemas import LIBRARIES
 from schemas.derive import duckdb_type
 from schemas.events import EVENT_TYPES, record_type
+from warehouse.faults import storage_fault
 
 WORK_DB = "work.duckdb"
 # Where a staged record came from: the landed file (relative to the drop folder) and its line, when the source has them.
@@ -71,23 +72,44 @@ SCHEMA = [
 
 def _schema() -> list[str]:
     """Every table of the working database: the pipeline's own, then the steps' that keep state between runs."""
-    from warehouse import conflicts, identity
+    from warehouse import conflicts, identity, replay
     from warehouse.history import history_ddl
 
-    return [*SCHEMA, *identity.SCHEMA, *conflicts.SCHEMA, *(history_ddl(lib) for lib in LIBRARIES.values())]
+    return [*SCHEMA, *identity.SCHEMA, *conflicts.SCHEMA, *(history_ddl(lib) for lib in LIBRARIES.values()),
+            *replay.SCHEMA]
 
 
 @contextmanager
 def open_work(warehouse_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The working database, read-write; DuckDB's file lock keeps it to one writer process."""
+    """The working database, read-write; DuckDB's file lock keeps it to one writer process.
+
+    A file another process has open, a damaged file and a full disk raise hub errors (``hub.errors.StorageFault``)
+    that say what to do, whether met on opening or by the step using the connection.
+    """
     warehouse_dir.mkdir(parents=True, exist_ok=True)
     from hub.settings import get_settings
 
-    # A memory limit keeps a 10-million-row reconcile within the machine: DuckDB spills beyond it.
-    conn = duckdb.connect(str(warehouse_dir / WORK_DB), config={"memory_limit": get_settings().warehouse_memory_limit})
+    path = warehouse_dir / WORK_DB
+    try:
+        # A memory limit keeps a 10-million-row reconcile within the machine: DuckDB spills beyond it.
+        conn = duckdb.connect(str(path), config={"memory_limit": get_settings().warehouse_memory_limit})
+    except (duckdb.Error, OSError) as exc:
+        fault = storage_fault(exc, str(path))
+        if fault is None:
+            raise
+        raise fault from exc
     try:
         for ddl in _schema():
             conn.execute(ddl)
+        from warehouse.replay import replay
+
+        replay(conn)  # stewards' decisions come from the metadata database: the working copy follows it
         yield conn
+    except (duckdb.Error, OSError) as exc:
+        # A damaged file or a full disk may show only when a step reads or writes: the same clear error then.
+        fault = storage_fault(exc, str(path))
+        if fault is None:
+            raise
+        raise fault from exc
     finally:
         conn.close()

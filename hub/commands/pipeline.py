@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.errors import HubError, SnapshotError
+from hub.errors import HubError, PipelineBusy, SnapshotError
 from hub.settings import get_settings
 
 console = Console()
@@ -23,34 +23,52 @@ def run(
 ) -> None:
     """Ingest every source, then reconcile and publish a new snapshot."""
     from hub import jobs
+    from hub.run_lock import WAREHOUSE, run_lock, source_scope
 
     names = source or list(jobs.sources())
+    run_id = f"{'cli' if direct else 'cli-airflow'}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     try:
-        if direct:
-            run_id = f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
-            for name in names:
-                with console.status(f"landing {name}…"):
-                    manifest = jobs.ingest(name, run_id, full=full)
-                console.print(f"landed [bold]{name}[/]: {manifest.rows:,} rows")
-                staged = jobs.stage(name)
-                console.print(f"staged {name}: {staged.staged:,} rows, {staged.quarantined:,} quarantined")
-            result = jobs.reconcile_and_publish(run_id)
-        else:
-            from hub import airflow_env
-
-            airflow_env.configure()
-            for name in names:
-                with console.status(f"Airflow: ingest_{name}…"):
-                    airflow_env.run_dag(f"ingest_{name}")
-                console.print(f"DAG ingest_{name}: success")
-            with console.status("Airflow: reconcile_publish…"):
-                airflow_env.run_dag("reconcile_publish")
-            console.print("DAG reconcile_publish: success")
-            result = None
+        # Every lock the run needs, taken before anything is extracted: a second run stops here, naming this one.
+        with run_lock(get_settings().data_dir, [*map(source_scope, names), WAREHOUSE], run_id, "hub run"):
+            result = _run(jobs, names, run_id, direct=direct, full=full)
     except HubError as exc:
+        if isinstance(exc, PipelineBusy):
+            _record_refusal(run_id, exc)
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
     _print_status(result.version if result else None)
+
+
+def _record_refusal(run_id: str, exc: PipelineBusy) -> None:
+    from hub.db import metadata_engine
+    from warehouse.runs import record_run
+
+    record_run(metadata_engine(), run_id, "run", exc.scope, "refused", 0, detail=str(exc))
+
+
+def _run(jobs, names: list[str], run_id: str, *, direct: bool, full: bool):  # type: ignore[no-untyped-def]
+    """Every source landed and staged, then reconcile and publish: directly, or through Airflow's DAG runner."""
+    if direct:
+        for name in names:
+            with console.status(f"landing {name}…"):
+                manifest = jobs.ingest(name, run_id, full=full)
+            console.print(f"landed [bold]{name}[/]: {manifest.rows:,} rows")
+            staged = jobs.stage(name)
+            console.print(f"staged {name}: {staged.staged:,} rows, {staged.quarantined:,} quarantined")
+        result = jobs.reconcile_and_publish(run_id)
+    else:
+        from hub import airflow_env
+
+        airflow_env.configure()
+        for name in names:
+            with console.status(f"Airflow: ingest_{name}…"):
+                airflow_env.run_dag(f"ingest_{name}")
+            console.print(f"DAG ingest_{name}: success")
+        with console.status("Airflow: reconcile_publish…"):
+            airflow_env.run_dag("reconcile_publish")
+        console.print("DAG reconcile_publish: success")
+        result = None
+    return result
 
 
 def _print_status(expected: str | None = None) -> None:
