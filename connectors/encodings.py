@@ -105,6 +105,10 @@ class LineDecoder:
                 raise UnreadableText("UTF-16 text (byte order mark); export the file as UTF-8 or GBK")
             if chunk.startswith(codecs.BOM_UTF8) and self.encoding in (None, "utf-8"):
                 chunk, self.encoding = chunk[len(codecs.BOM_UTF8):], "utf-8"
+            elif chunk.startswith(codecs.BOM_UTF8):  # read as GBK its header would be mojibake and every row with it
+                raise UnreadableText(f"the file starts with a UTF-8 byte order mark, but options.encoding is "
+                                     f"{self.encoding}: export it as {self.encoding}, or set options.encoding to utf-8 "
+                                     "(or auto)")
         if self.encoding is None and not chunk.isascii():
             self.encoding = detect(chunk)
         encoding = self.encoding or "ascii"

@@ -439,10 +439,20 @@ class _CsvFile:
             if len(lines) < drop.header_row or not lines[drop.header_row - 1].strip():
                 self.entries.append(_entry(self.name, None, f"no header row at line {drop.header_row}: empty file?"))
                 return
+            # A header that cannot be read fails only its file: the drop's other files still land.
             if drop.header_row in self.flagged:
-                raise SchemaDrift(f"header line {drop.header_row} is not {decoder.encoding} text "
-                                  f"({self.flagged[drop.header_row].reason}): check options.encoding")
-            header = self._header(lines[drop.header_row - 1].decode("utf-8"))
+                bad = self.flagged[drop.header_row]
+                self.entries.append(_entry(self.name, None, f"header line {drop.header_row} is not {decoder.encoding} "
+                                           f"text ({bad.reason}): the file is not read; check options.encoding",
+                                           bad.raw))
+                return
+            text = lines[drop.header_row - 1].decode("utf-8")
+            if "\ufeff" in text:  # the BOM a file starts with is already gone: this one is inside the file
+                self.entries.append(_entry(self.name, None, f"header line {drop.header_row} holds a byte order mark "
+                                           "(U+FEFF): the file is not read; export it again as one file, without a "
+                                           "byte order mark inside", text.replace("\ufeff", "\\ufeff")))
+                return
+            header = self._header(text)
             self.width, self.keep = len(header), drop._positions(header)
             self.flagged = {k: v for k, v in self.flagged.items() if k > drop.header_row}  # titles are not data
             rest, line = (lines[drop.header_row] if len(lines) > drop.header_row else b""), drop.header_row + 1

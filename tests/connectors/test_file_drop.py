@@ -412,3 +412,31 @@ def test_from_config_reads_url_options_and_mapped_columns(tmp_path):
     with pytest.raises(ConfigError) as bad:
         from_config(source.model_copy(update={"options": {"encoding": "klingon", "completion": "soon"}}), tmp_path)
     assert len(bad.value.problems) == 2
+
+
+def test_a_header_with_a_byte_order_mark_or_undecodable_bytes_fails_only_its_file(tmp_path):
+    folder = tmp_path / "drop"
+    _drop(folder, "a.csv", _csv(*ROWS).encode("gbk"))
+    _drop(folder, "b.csv", codecs.BOM_UTF8 + _csv(*ROWS).encode("gbk"))  # a BOM no GBK file starts with
+    _drop(folder, "c.csv", _csv(*ROWS).encode("gbk").replace("住址".encode("gbk"), b"\xff\xfe"))
+    extraction = _connector(folder, encoding="gbk").extract(None)
+    table = _drain(extraction)
+    assert table.column("_file").to_pylist() == ["a.csv"] * 3  # the other files of the drop still land
+    reasons = {q["file"]: (q["line"], q["reason"]) for q in extraction.quarantined}
+    assert set(reasons) == {"b.csv", "c.csv"}
+    assert reasons["b.csv"][1].startswith("the file starts with a UTF-8 byte order mark, but options.encoding is gbk")
+    assert reasons["c.csv"][1].startswith("header line 1 is not gbk text (undecodable bytes for gbk)")
+    assert {line for line, _ in reasons.values()} == {None}  # a problem of the whole file
+    assert "\\xff\\xfe" in next(q["raw"] for q in extraction.quarantined if q["file"] == "c.csv")
+    assert set(json.loads(extraction.watermark)["files"]) == {"a.csv", "b.csv", "c.csv"}  # recorded, taken once
+
+
+def test_a_byte_order_mark_inside_the_header_line_fails_only_its_file(tmp_path):
+    folder = tmp_path / "drop"
+    _drop(folder, "a.csv", "户籍导出\n" + _csv(*ROWS))
+    _drop(folder, "b.csv", "户籍导出\n\ufeff" + _csv(*ROWS))  # two exports pasted together: the second's BOM
+    extraction = _connector(folder, header_row=2).extract(None)
+    assert _drain(extraction).column("_file").to_pylist() == ["a.csv"] * 3
+    assert [(q["file"], q["reason"]) for q in extraction.quarantined] == [
+        ("b.csv", "header line 2 holds a byte order mark (U+FEFF): the file is not read; export it again as one "
+                  "file, without a byte order mark inside")]
