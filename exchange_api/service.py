@@ -62,6 +62,9 @@ FIRST_DAY, LAST_DAY = dt.date(1, 1, 2), dt.date(9999, 12, 30)
 EARLIEST = dt.datetime.combine(FIRST_DAY, dt.time(), tzinfo=dt.UTC)
 LATEST = dt.datetime.combine(LAST_DAY, dt.time.max, tzinfo=dt.UTC)
 ACTIVE = {"population": ("life_status", frozenset({"living"})), "legal_person": ("status", frozenset({"active"}))}
+# The outcome of a catalogue or usage call: answered, but with nothing about anyone, so it is neither a record
+# released nor a paper proof replaced in the usage figures.
+METADATA = "metadata"
 
 
 @dataclass
@@ -367,20 +370,21 @@ class Exchange:
             except InvalidIdentifier as exc:
                 raise InvalidRequest(f"keys[{i}]: {exc}") from None
         when = self._as_of(req.as_of)
-        self._charge(call, len(keys))
+        distinct = list(dict.fromkeys(keys))  # a key asked twice is answered twice but released, counted once
+        self._charge(call, len(distinct))
         lib = library(req.library)
         decision = self._access(call, lib, req.purpose, req.fields)
         if when is not None:
             self._require_history(lib)
         snapshot = self.snapshots.get()
         draft.snapshot_version = snapshot.version
-        results, items = [], []
-        for key in keys:
+        by_key, items = {}, []
+        for key in distinct:
             record, extras = self._fetch(snapshot, lib, key, decision.released, when)
-            result = answers.record_result(key, record, decision.released, **extras)
-            results.append(result)
+            result = by_key[key] = answers.record_result(key, record, decision.released, **extras)
             outcome = ANSWERED if result["found"] else (NOT_FOUND if decision.released else NOT_ALLOWED)
             items.append(AuditItem(key, outcome, decision.released if result["found"] else ()))
+        results = [by_key[key] for key in keys]
         draft.items = items
         payload = answers.envelope(request_id=draft.request_id, snapshot_version=snapshot.version,
                                    department=call.caller.department, nonce=call.caller.nonce)
@@ -460,7 +464,7 @@ class Exchange:
 
     def catalogue(self, call: Call) -> Response:
         draft = call.draft
-        draft.outcome, draft.reason = ANSWERED, "catalogue"
+        draft.outcome, draft.reason = METADATA, "catalogue"
         grants = self.registry.all_grants(call.caller.department, draft.at)
         used = self.audit.quota_used.get((call.caller.department, draft.at.astimezone(dt.UTC).date()))
         body = {
@@ -485,7 +489,7 @@ class Exchange:
 
     async def usage(self, call: Call) -> Response:
         draft = call.draft
-        draft.outcome, draft.reason = ANSWERED, "own usage figures"
+        draft.outcome, draft.reason = METADATA, "own usage figures"
         since = call.request.query_params.get("since")
         try:
             day = dt.date.fromisoformat(since) if since else None
