@@ -152,7 +152,7 @@ def ensure_department(data_dir: Path) -> tuple[str, bytes]:
 
     from exchange_api.client import generate_department_key
     from exchange_api.models import DepartmentKey, exchange_sessions
-    from exchange_api.registry import add_grant, add_key, register_department, set_limits
+    from exchange_api.registry import add_grant, add_key, add_purpose, register_department, set_limits
     from hub.settings import Settings
 
     key_file, kid_file = data_dir / "bench-department.pem", data_dir / "bench-department.kid"
@@ -164,6 +164,7 @@ def ensure_department(data_dir: Path) -> tuple[str, bytes]:
     kid, private_key, public_pem = generate_department_key()
     with sessions.begin() as session:
         register_department(session, DEPARTMENT, "基准测试民政局")
+        add_purpose(session, PURPOSE, "基准测试", "（基准测试，无法律依据：仅用于测量）", ["population"])
         add_key(session, DEPARTMENT, public_pem, kid=kid)
         add_grant(session, DEPARTMENT, "population", ["name", "birth_date", "household_address"], PURPOSE,
                   dt.datetime.now(dt.UTC) + dt.timedelta(days=365), "public_security")

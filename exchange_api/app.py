@@ -5,6 +5,7 @@ Signed (RFC 9421) and audited:
     POST /v1/lookup/batch        up to ``HUB_API_MAX_BATCH`` records of one library
     POST /v1/verify/licence      is licence N valid for holder H today / on date D? (yes/no)
     POST /v1/verify/existence    does this person / company exist and is it active? (yes/no)
+    POST /v1/licences/by-holder  the holder's licences, each with its status and validity today / on date D
     POST /v1/citizen/access-log  who looked at this person's record (citizen portal only)
     GET  /v1/catalogue           libraries, fields, sharing classes, the caller's grants, how to apply
     GET  /v1/usage               the caller's own usage figures per purpose
@@ -31,7 +32,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from exchange_api.answers import MEDIA_TYPE
 from exchange_api.config import ApiSettings
 from exchange_api.errors import install_error_handlers
-from exchange_api.lookup import AccessLogRequest, BatchLookupRequest, ExistenceCheck, LicenceCheck, LookupRequest
+from exchange_api import licences_by_holder
+from exchange_api.lookup import (
+    AccessLogRequest, BatchLookupRequest, ExistenceCheck, LicenceCheck, LicencesByHolderRequest, LookupRequest,
+)
 from exchange_api.metrics import CONTENT_TYPE
 from exchange_api.middleware import RequestContext, RequestIds
 from exchange_api.service import Exchange
@@ -72,7 +76,9 @@ ERROR_CODES: dict[int, dict[str, str]] = {
     405: {"method_not_allowed": "wrong method"},
     413: {"payload_too_large": "body above HUB_API_MAX_BODY_BYTES", "batch_too_large": "more keys than HUB_API_MAX_BATCH"},
     422: {"invalid_request": "body is not valid for the endpoint, or a key fails its check digit / format",
-          "as_of_unavailable": "as_of or a past day asked of a snapshot that keeps no history"},
+          "as_of_unavailable": "as_of or a past day asked of a snapshot that keeps no history",
+          "unknown_purpose": "the purpose is not in the hub's purpose catalogue (or retired)",
+          "purpose_not_for_library": "the purpose is registered, but not for the library asked about"},
     429: {"rate_limited": "over the department's requests/s in this process (Retry-After)",
           "quota_exceeded": "the department's daily record quota is used up (Retry-After)"},
     500: {"internal_error": "unexpected failure, including an audit write that failed: no answer is released"},
@@ -174,6 +180,10 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
            summary="Is licence N valid for holder H today or on date D?", answer="answer: true or false")
     signed("/v1/verify/existence", "POST", "verify_existence", exchange.verify_existence, model=ExistenceCheck,
            summary="Does this person or company exist and is it active?", answer="answer: true or false")
+    signed("/v1/licences/by-holder", "POST", "licences_by_holder",
+           lambda call: licences_by_holder.answer(exchange, call), model=LicencesByHolderRequest,
+           statuses=with_grants, summary="Which licences does this holder have, valid today or on date D?",
+           answer="licences: each with its released fields, status and validity on that day")
     signed("/v1/citizen/access-log", "POST", "access_log", exchange.access_log, model=AccessLogRequest,
            statuses=with_grants, summary="Who looked at this person's record (citizen portal only)",
            answer="entries: when, which department, which fields, for what purpose")

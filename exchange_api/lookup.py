@@ -12,16 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import schemas.ids
 from hub.errors import InvalidIdentifier
 from schemas import LIBRARIES, library
+from schemas.codes import LICENCE_TYPE
 
 PURPOSE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 class Purposed(BaseModel):
-    """What every data request states: why (a purpose code a grant can name) and for which case."""
+    """What every data request states: why (a code of the hub's purpose catalogue) and for which case."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    purpose: str = Field(min_length=1, max_length=64, description="purpose code the grant was approved for")
+    purpose: str = Field(min_length=1, max_length=64, description="a purpose code of the catalogue, registered for this library")
     case_number: str = Field(min_length=1, max_length=128, description="the department's case or file number")
 
     @field_validator("purpose")
@@ -88,6 +89,25 @@ class ExistenceCheck(Purposed):
     def _entity_library(cls, value: str) -> str:
         if value not in ("population", "legal_person"):
             raise ValueError("library must be population or legal_person")
+        return value
+
+
+class LicencesByHolderRequest(Purposed):
+    """``POST /v1/licences/by-holder``: the holder's licences (optionally of these types) with their status on a day."""
+
+    holder_id: str = Field(min_length=1, max_length=64, description="the holder's ID number or credit code")
+    licence_types: list[str] | None = Field(default=None, min_length=1, max_length=50,
+                                            description="licence_type codes wanted; omitted = every type")
+    on: dt.date | None = Field(default=None, description="the day asked about; default today (hub time)")
+
+    @field_validator("licence_types")
+    @classmethod
+    def _known_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            unknown = [t for t in value if t not in LICENCE_TYPE]
+            if unknown:
+                # Counted, not named: a made-up code could be anything, an ID number included.
+                raise ValueError(f"{len(unknown)} licence type(s) are not in the licence_type code table")
         return value
 
 

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from exchange_api import ed25519
 from exchange_api.models import Department, DepartmentKey, DepartmentLimits, Grant, utcnow
+from exchange_api.purposes import CODE_PATTERN, Purpose, PurposeInfo, ensure_table, libraries_of, read_catalogue_file
 from hub.errors import HubError
-from schemas import Sharing, library
+from schemas import LIBRARIES, Sharing, library
 
 
 class RegistryError(HubError):
@@ -160,8 +161,12 @@ def add_grant(
             problems.append(f"{lib.name}.{name} is not shareable and cannot be granted")
         elif field.sharing is Sharing.UNCONDITIONAL:
             problems.append(f"{lib.name}.{name} is unconditional and needs no grant")
-    if not purpose or len(purpose) > 64:
-        problems.append("purpose must be 1-64 characters")
+    ensure_table(session.get_bind())
+    registered = session.get(Purpose, purpose) if purpose else None
+    if registered is None or not registered.active:
+        problems.append(f"purpose {purpose!r} is not in the purpose catalogue (hub add-purpose)")
+    elif lib.name not in PurposeInfo.of(registered).libraries:
+        problems.append(f"purpose {purpose!r} is not registered for the {lib.name} library")
     if not approved_by:
         problems.append("approved_by is required")
     if expires_at.tzinfo is None:
@@ -206,6 +211,64 @@ def revoke_grant(session: Session, grant_id: int, at: dt.datetime | None = None)
     grant.revoked_at = at or utcnow()
     session.flush()
     return grant
+
+
+def add_purpose(session: Session, code: str, name: str, legal_basis: str, libraries: str | Iterable[str]) -> Purpose:
+    """Register a purpose in the catalogue (or update an existing one); every problem is reported at once."""
+    ensure_table(session.get_bind())
+    names = libraries_of(libraries)
+    problems = []
+    if not code or not CODE_PATTERN.match(code):
+        problems.append("purpose code must be 1-64 letters, digits or _ . : - (starting with a letter or digit)")
+    elif code.isdigit():
+        problems.append("purpose code must not be all digits (it could be mistaken for an ID number)")
+    if not name.strip():
+        problems.append("a purpose needs a name")
+    if not legal_basis.strip():
+        problems.append("a purpose needs its legal basis")
+    if not names:
+        problems.append("a purpose needs at least one library")
+    problems += [f"no library {n!r} (one of {', '.join(LIBRARIES)})" for n in names if n not in LIBRARIES]
+    if problems:
+        raise RegistryError(problems)
+    row = session.get(Purpose, code)
+    if row is None:
+        row = Purpose(code=code, registered_at=utcnow())
+        session.add(row)
+    row.name, row.legal_basis, row.libraries, row.active = name.strip(), legal_basis.strip(), ",".join(names), True
+    session.flush()
+    return row
+
+
+def retire_purpose(session: Session, code: str) -> Purpose:
+    """Take a purpose out of use: requests naming it are refused, its grants release nothing more."""
+    ensure_table(session.get_bind())
+    row = session.get(Purpose, code)
+    if row is None:
+        raise RegistryError(f"no purpose {code!r}")
+    row.active = False
+    session.flush()
+    return row
+
+
+def list_purposes(session: Session) -> list[PurposeInfo]:
+    """Every registered purpose, retired ones included, by code."""
+    ensure_table(session.get_bind())
+    return [PurposeInfo.of(row) for row in session.scalars(select(Purpose).order_by(Purpose.code))]
+
+
+def load_purposes(session: Session, path: Any) -> list[Purpose]:
+    """Register every purpose of a catalogue file; all problems of all entries are reported at once."""
+    rows, problems = [], []
+    for i, entry in enumerate(read_catalogue_file(path)):
+        try:
+            rows.append(add_purpose(session, str(entry.get("code", "")), str(entry.get("name", "")),
+                                    str(entry.get("legal_basis", "")), entry.get("libraries") or []))
+        except RegistryError as exc:
+            problems += [f"purposes[{i}]: {p}" for p in exc.problems]
+    if problems:
+        raise RegistryError(problems)
+    return rows
 
 
 def set_limits(session: Session, department: str, *, rate_per_second: float | None = None, burst: int | None = None,
@@ -372,6 +435,15 @@ class RegistryCache:
                           row.daily_quota if row.daily_quota is not None else d.daily_quota)
 
         return self._cached(("limits", department), load)
+
+    def purposes(self) -> dict[str, PurposeInfo]:
+        """The purpose catalogue, code -> entry (retired ones included, marked inactive)."""
+
+        def load() -> dict[str, PurposeInfo]:
+            with self.sessions() as session:
+                return {p.code: p for p in list_purposes(session)}
+
+        return self._cached(("purposes",), load)
 
     def department_names(self) -> dict[str, str]:
         """Department code -> display name, for answers that show who looked."""

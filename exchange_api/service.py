@@ -43,6 +43,7 @@ from exchange_api.lookup import (
 from exchange_api.metrics import Metrics
 from exchange_api.models import exchange_sessions
 from exchange_api.permissions import AccessDecision, data_fields, decide, unknown_fields
+from exchange_api.purposes import check_purpose
 from exchange_api.registry import Limits, RegistryCache
 from exchange_api.request_signatures import RequestVerifier, SignatureRefused, SignedMessage, VerifiedCaller
 from exchange_api.writer import GroupWriter
@@ -278,6 +279,10 @@ class Exchange:
                     call.limits, units)
         call.ticket.units = units
 
+    def _purpose(self, purpose: str, library_name: str) -> None:
+        """422 ``unknown_purpose`` / ``purpose_not_for_library`` unless the catalogue allows it for this library."""
+        check_purpose(self.registry.purposes(), purpose, library_name)
+
     def _access(self, call: Call, lib: Library, purpose: str, fields: list[str] | None) -> AccessDecision:
         """The fields this caller may receive; 403 ``fields_not_granted`` if it named any it may not have."""
         if fields is not None:
@@ -333,6 +338,7 @@ class Exchange:
         draft.key = req.key.strip().upper()  # what was asked, in case it is refused as invalid
         key = draft.key = normalise_key(req.library, draft.key)
         when = self._as_of(req.as_of)
+        self._purpose(req.purpose, req.library)
         self._charge(call, 1)
         lib = library(req.library)
         decision = self._access(call, lib, req.purpose, req.fields)
@@ -361,6 +367,7 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
         draft.fields_requested = tuple(req.fields) if req.fields is not None else None
+        self._purpose(req.purpose, req.library)
         if len(req.keys) > self.api.max_batch:
             raise PayloadTooLarge(f"a batch holds at most {self.api.max_batch} keys", code="batch_too_large")
         keys = []
@@ -415,6 +422,7 @@ class Exchange:
         req = parse(LicenceCheck, call.body)
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = "licence", req.purpose, req.case_number
+        self._purpose(req.purpose, "licence")
         number = normalise_key("licence", req.licence_number)
         holder = req.holder_id.strip().upper()
         with contextlib.suppress(InvalidIdentifier):  # an ID number or a credit code: canonical if it is either
@@ -446,6 +454,7 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
         key = draft.key = normalise_key(req.library, req.key)
+        self._purpose(req.purpose, req.library)
         on = self._day_asked(req.on)
         self._charge(call, 1)
         snapshot = self.snapshots.get()
@@ -478,11 +487,13 @@ class Exchange:
             ],
             "grants": [{"id": g.id, "library": g.library, "fields": list(g.field_names), "purpose": g.purpose,
                         "expires_at": answers.json_value(g.expires_at)} for g in grants],
-            "purposes": sorted({g.purpose for g in grants}),
+            "purposes": [p.public() for p in self.registry.purposes().values() if p.active],
             "limits": {"rate_per_second": call.limits.rate_per_second, "burst": call.limits.burst,
                        "daily_quota": call.limits.daily_quota, "used_today": used},
             "verification": "POST /v1/verify/licence and /v1/verify/existence answer yes/no to any registered "
                             "department; they release no field",
+            "licences_by_holder": "POST /v1/licences/by-holder lists a holder's licences with their status and "
+                                  "validity on a day; it needs a grant of licence.holder_id for the purpose",
             "how_to_apply": self.api.apply_instructions,
         }
         return JSONResponse(body)
@@ -508,6 +519,12 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = "population", req.purpose, req.case_number
         key = draft.key = normalise_key("population", req.id_number)
+        if req.since:
+            check_in_range("since", req.since, self.tz)
+        # The body first, then who asks (PROTOCOL.md §5), so a refusal says the same whoever sends it.
+        if call.caller.department not in self.api.citizen_portals:
+            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
+        self._purpose(req.purpose, "population")
         if req.since:
             check_in_range("since", req.since, self.tz)
         since = dt.datetime.combine(req.since, dt.time(), tzinfo=self.tz) if req.since else None

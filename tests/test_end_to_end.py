@@ -72,11 +72,15 @@ def test_demo_then_a_signed_lookup_from_the_command_line(settings):
         assert payload["record"]["name"]["source_department"] == "public_security"
         assert "phone" not in payload["record"]  # not shareable: never leaves the hub
 
+        ungranted = _hub("lookup", ids[0], "--url", f"http://127.0.0.1:{port}", "--purpose", "tax_audit", "--json",
+                         env=env, timeout=60)
+        assert ungranted.returncode == 0, ungranted.stdout + ungranted.stderr
+        unconditional_only = json.loads(ungranted.stdout)["record"]  # a catalogue purpose the grant does not name
+        assert "name" not in unconditional_only and "gender" in unconditional_only
+
         refused = _hub("lookup", ids[0], "--url", f"http://127.0.0.1:{port}", "--purpose", "curiosity", "--json",
                        env=env, timeout=60)
-        assert refused.returncode == 0
-        unconditional_only = json.loads(refused.stdout)["record"]
-        assert "name" not in unconditional_only and "gender" in unconditional_only
+        assert refused.returncode == 1 and "422 unknown_purpose" in refused.stdout  # not in the catalogue
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -16,6 +16,9 @@ Point lookups do not query DuckDB: at first open each table is rewritten once as
 Arrow IPC file plus a sorted, fixed-width key array (``.keys.npy``), both memory-mapped. A lookup
 is a binary search over the key array and a read of one row's columns: microseconds, no locks,
 and the operating system's page cache is shared by every process serving the same snapshot.
+Columns searched by something other than the key (a licence's ``holder_id``: "which licences does
+this holder have?") get a second sorted array and its permutation (``<table>.by_<column>.keys.npy``,
+``.order.npy``), built at the same time, for the library and its history alike.
 
 Optional files and their columns (absent files mean "nothing recorded")::
 
@@ -54,7 +57,7 @@ MANIFEST = "manifest.json"
 DATABASE = "hub.duckdb"
 SERVING = "serving"
 READY = "READY"
-SERVING_FORMAT = 1
+SERVING_FORMAT = 2  # 2: secondary indexes (SECONDARY_KEYS); a snapshot prepared in format 1 is prepared again
 CONFLICTS = "conflicts"
 PROVENANCE = "provenance"
 HISTORY_SUFFIX = "_history"
@@ -65,6 +68,8 @@ BATCH_ROWS = 1 << 20
 # Snapshots up to this many rows are prepared by whoever meets them first (tens of milliseconds);
 # bigger ones are prepared in the background while the previous snapshot keeps serving.
 SYNC_PREPARE_ROWS = 1_000_000
+# Columns searched besides the key, per library (its history gets the same index).
+SECONDARY_KEYS: dict[str, tuple[str, ...]] = {"licence": ("holder_id",)}
 RETRY_SECONDS = 5.0  # a snapshot that failed to open is retried this often while the previous one serves
 
 
@@ -144,30 +149,29 @@ class KeyedTable:
         self._chunks = {name: [_reader(c) for c in table.column(name).chunks] for name in self.names}
         first = table.column(0).chunks if self.names else []
         self._starts = list(np.cumsum([0] + [len(c) for c in first])[:-1])
+        self.secondary: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
 
     @classmethod
-    def open(cls, folder: Path, name: str) -> KeyedTable:
+    def open(cls, folder: Path, name: str, secondary: tuple[str, ...] = ()) -> KeyedTable:
         table = pa.ipc.open_file(pa.memory_map(str(folder / f"{name}.arrow"))).read_all()
-        keys = np.load(folder / f"{name}.keys.npy", mmap_mode="r")
-        order_path = folder / f"{name}.order.npy"
-        order = np.load(order_path, mmap_mode="r") if order_path.exists() else None
-        return cls(table, keys, order)
+        keyed = cls(table, *_load_index(folder, name))
+        for column in secondary:
+            keyed.secondary[column] = _load_index(folder, f"{name}.by_{column}")
+        return keyed
 
     def __len__(self) -> int:
         return self.table.num_rows
 
     def rows(self, key: str) -> list[int]:
         """Every row whose key is ``key`` (table positions)."""
-        raw = _encode_key(key, self.width)
-        if raw is None or not len(self.keys):
-            return []
-        probe = np.array(raw, dtype=self.keys.dtype)
-        lo = int(np.searchsorted(self.keys, probe, side="left"))
-        if lo >= len(self.keys) or self.keys[lo] != raw:
-            return []
-        hi = int(np.searchsorted(self.keys, probe, side="right"))
-        positions = range(lo, hi)
-        return [int(self.order[p]) for p in positions] if self.order is not None else list(positions)
+        return _search(self.keys, self.order, key)
+
+    def rows_by(self, column: str, value: str) -> list[int]:
+        """Every row whose ``column`` is ``value``, through that column's secondary index (in table order)."""
+        index = self.secondary.get(column)
+        if index is None:
+            raise SnapshotError(f"no index on {column}")
+        return sorted(_search(*index, value))
 
     def first(self, key: str) -> int | None:
         found = self.rows(key)
@@ -183,6 +187,26 @@ class KeyedTable:
         local = row - self._starts[chunk]
         names = self.names if columns is None else [c for c in columns if c in self._chunks]
         return {name: self._chunks[name][chunk](local) for name in names}
+
+
+def _search(keys: np.ndarray, order: np.ndarray | None, key: str) -> list[int]:
+    """Binary search of a sorted key array: the table positions whose key is ``key``."""
+    raw = _encode_key(key, keys.dtype.itemsize)
+    if raw is None or not len(keys):
+        return []
+    probe = np.array(raw, dtype=keys.dtype)
+    lo = int(np.searchsorted(keys, probe, side="left"))
+    if lo >= len(keys) or keys[lo] != raw:
+        return []
+    hi = int(np.searchsorted(keys, probe, side="right"))
+    positions = range(lo, hi)
+    return [int(order[p]) for p in positions] if order is not None else list(positions)
+
+
+def _load_index(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    keys = np.load(folder / f"{name}.keys.npy", mmap_mode="r")
+    order_path = folder / f"{name}.order.npy"
+    return keys, (np.load(order_path, mmap_mode="r") if order_path.exists() else None)
 
 
 def _batches(source: Path, side: bool) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
@@ -216,7 +240,13 @@ def _write_keyed(source: Path, key_column: str, folder: Path, name: str) -> None
             writer.write_batch(batch)
             key_chunks.append(batch.column(key_column))
     os.replace(tmp, folder / f"{name}.arrow")
-    keys = _fixed_width(pa.chunked_array(key_chunks, schema.field(key_column).type))
+    _write_index(pa.chunked_array(key_chunks, schema.field(key_column).type), folder, name)
+
+
+def _write_index(column: pa.ChunkedArray, folder: Path, name: str) -> None:
+    """The sorted key array of ``column`` (``name.keys.npy``) and, unless already sorted, its permutation."""
+    pid = f"{os.getpid()}.{threading.get_ident()}"
+    keys = _fixed_width(column)
     order = None
     if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
         # The publisher sorts by key; a file that is not sorted still works, through a permutation.
@@ -228,6 +258,22 @@ def _write_keyed(source: Path, key_column: str, folder: Path, name: str) -> None
         tmp_npy = folder / f".{name}.{suffix}.{pid}.npy"
         np.save(tmp_npy, array)
         os.replace(tmp_npy, folder / f"{name}.{suffix}.npy")
+
+
+def _secondary_columns(name: str) -> tuple[str, ...]:
+    """The secondary-index columns of a served table (a library or its history)."""
+    return SECONDARY_KEYS.get(name.removesuffix(HISTORY_SUFFIX), ())
+
+
+def _write_secondary(folder: Path, name: str) -> None:
+    """The secondary indexes of ``name``, read from its serving file (only the indexed column is held whole)."""
+    columns = _secondary_columns(name)
+    if not columns:
+        return
+    table = pa.ipc.open_file(pa.memory_map(str(folder / f"{name}.arrow"))).read_all()
+    for column in columns:
+        if column in table.column_names:
+            _write_index(table.column(column), folder, f"{name}.by_{column}")
 
 
 def _sources(path: Path, manifest: dict[str, Any]) -> dict[str, tuple[Path, str]]:
@@ -274,6 +320,7 @@ def prepare(path: Path, manifest: dict[str, Any] | None = None) -> None:
         built = []
         for name, (source, key) in _sources(path, manifest).items():
             _write_keyed(source, key, folder, name)
+            _write_secondary(folder, name)
             built.append(name)
         tmp = folder / f".{READY}.{os.getpid()}"
         tmp.write_text(json.dumps({"format": SERVING_FORMAT, "tables": built}))
@@ -291,6 +338,14 @@ def _as_of_value(value: Any, when: dt.datetime) -> Any:
     return when
 
 
+def _valid_at(history: KeyedTable, row: int, when: dt.datetime) -> bool:
+    """Whether the history version in ``row`` held at ``when``: from _valid_from inclusive to _valid_to exclusive."""
+    start, end = history.value(row, VALID_FROM), history.value(row, VALID_TO)
+    if start is not None and _as_of_value(start, when) < start:
+        return False
+    return end is None or _as_of_value(end, when) < end
+
+
 @dataclass
 class PublishedSnapshot:
     """One published snapshot, opened read-only, its tables memory-mapped."""
@@ -302,7 +357,8 @@ class PublishedSnapshot:
     def __post_init__(self) -> None:
         prepare(self.path, self.manifest)
         ready = json.loads((self.path / SERVING / READY).read_text())
-        self._tables = {name: KeyedTable.open(self.path / SERVING, name) for name in ready["tables"]}
+        self._tables = {name: KeyedTable.open(self.path / SERVING, name, _secondary_columns(name))
+                        for name in ready["tables"]}
 
     @property
     def version(self) -> str:
@@ -327,13 +383,25 @@ class PublishedSnapshot:
         if table is None:
             raise SnapshotError(f"snapshot {self.version} keeps no history of {name}")
         for row in table.rows(key):
-            start, end = table.value(row, VALID_FROM), table.value(row, VALID_TO)
-            if start is not None and _as_of_value(start, when) < start:
-                continue
-            if end is not None and not _as_of_value(end, when) < end:
-                continue
-            return table.record(row, columns)
+            if _valid_at(table, row, when):
+                return table.record(row, columns)
         return None
+
+    def lookup_by(self, library_name: str, column: str, value: str, columns: Any = None) -> list[dict[str, Any]]:
+        """Every record of ``library_name`` whose ``column`` (one of SECONDARY_KEYS) is ``value``, in key order."""
+        table = self._tables.get(library(library_name).name)
+        if table is None:
+            return []
+        return [table.record(row, columns) for row in table.rows_by(column, value)]
+
+    def lookup_by_as_of(self, library_name: str, column: str, value: str, when: dt.datetime,
+                        columns: Any = None) -> list[dict[str, Any]]:
+        """The versions valid at ``when`` of every record whose ``column`` was ``value`` then; SnapshotError without history."""
+        name = library(library_name).name
+        table = self._tables.get(name + HISTORY_SUFFIX)
+        if table is None:
+            raise SnapshotError(f"snapshot {self.version} keeps no history of {name}")
+        return [table.record(row, columns) for row in table.rows_by(column, value) if _valid_at(table, row, when)]
 
     def conflicts(self, library_name: str, key: str) -> dict[str, dict[str, Any]]:
         """The conflict register's entries for one record: field -> {golden_value, rule, values}."""

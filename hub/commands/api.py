@@ -102,7 +102,7 @@ def grant(
     department: Annotated[str, typer.Argument(help="Department code.")],
     library: Annotated[str, typer.Argument(help="population, legal_person or licence.")],
     fields: Annotated[str, typer.Argument(help="Comma-separated conditional fields, e.g. name,birth_date.")],
-    purpose: Annotated[str, typer.Argument(help="Purpose code the department will send with each lookup.")],
+    purpose: Annotated[str, typer.Argument(help="A purpose code of the catalogue (hub purposes) the department will send.")],
     expiry: Annotated[dt.datetime, typer.Argument(help="Grant valid until (UTC), e.g. 2026-12-31.")],
     approved_by: Annotated[str, typer.Option("--approved-by", help="Who approved it (owning department).")],
 ) -> None:
@@ -145,6 +145,63 @@ def set_limits(
         store(session, department, rate_per_second=rate, burst=burst, daily_quota=daily_quota)
     console.print(f"limits of {department}: rate {rate or 'default'}/s, burst {burst or 'default'}, "
                   f"daily quota {daily_quota if daily_quota is not None else 'default'}")
+
+
+def add_purpose(
+    code: Annotated[str, typer.Argument(help="Purpose code requests and grants will name, e.g. social_assistance.")],
+    name: Annotated[str, typer.Argument(help="Display name, e.g. 社会救助审核确认.")],
+    legal_basis: Annotated[str, typer.Option("--legal-basis", help="The law or regulation the purpose rests on.")],
+    libraries: Annotated[str, typer.Option("--libraries", help="Comma-separated libraries it may be asked of.")],
+) -> None:
+    """Register a purpose in the catalogue (or update one): requests naming anything else are refused."""
+    from exchange_api.registry import add_purpose as store
+
+    with _registry() as session:
+        store(session, code, name, legal_basis, libraries)
+    console.print(f"purpose [bold]{code}[/] registered for {libraries}")
+
+
+def retire_purpose(code: Annotated[str, typer.Argument(help="Purpose code to take out of use.")]) -> None:
+    """Retire a purpose: requests naming it are refused (within the API's registry cache time)."""
+    from exchange_api.registry import retire_purpose as retire
+
+    with _registry() as session:
+        retire(session, code)
+    console.print(f"retired purpose {code}")
+
+
+def load_purposes(
+    catalogue_file: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False,
+                                                          help="YAML catalogue (default: the sample one).")] = None,
+) -> None:
+    """Register every purpose of a catalogue file (``purposes: [{code, name, legal_basis, libraries}]``)."""
+    from exchange_api.purposes import SAMPLE_PURPOSES
+    from exchange_api.registry import load_purposes as load
+
+    with _registry() as session:
+        count = len(load(session, catalogue_file or SAMPLE_PURPOSES))
+    console.print(f"{count} purposes registered from {catalogue_file or SAMPLE_PURPOSES}")
+
+
+def purposes(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The purpose catalogue: code, name, legal basis, libraries, in use or retired."""
+    import json
+
+    from rich.table import Table
+
+    from exchange_api.registry import list_purposes
+
+    with _sessions()() as session:
+        entries = [p.public() | {"active": p.active} for p in list_purposes(session)]
+    if as_json:
+        print(json.dumps(entries, ensure_ascii=False))
+        return
+    table = Table(title=f"Purpose catalogue ({len(entries)})")
+    for col in ("code", "name", "legal basis", "libraries", "in use"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["code"], e["name"], e["legal_basis"], ", ".join(e["libraries"]), "yes" if e["active"] else "retired")
+    console.print(table)
 
 
 def _audit_log():  # type: ignore[no-untyped-def]
@@ -249,6 +306,10 @@ def register(app: typer.Typer) -> None:
     app.command("rotate-hub-key")(rotate_hub_key)
     app.command("revoke-grant")(revoke_grant)
     app.command("set-limits")(set_limits)
+    app.command("add-purpose")(add_purpose)
+    app.command("retire-purpose")(retire_purpose)
+    app.command("load-purposes")(load_purposes)
+    app.command("purposes")(purposes)
     app.command("verify-audit")(verify_audit)
     app.command("access-log")(access_log)
     app.command("usage")(usage)

@@ -37,13 +37,17 @@ def department_key_paths(settings: Settings, department: str) -> tuple[Path, Pat
 
 
 def ensure_demo_department(settings: Settings) -> tuple[str, Path]:
-    """Register the demo department with a key and a grant, once; return its key id and key file."""
+    """Register the sample purposes, and the demo department with a key and a grant once; return its key id and key file."""
     from cryptography.hazmat.primitives import serialization
 
     from exchange_api.client import generate_department_key
     from exchange_api.models import exchange_sessions
-    from exchange_api.registry import add_grant, add_key, register_department
+    from exchange_api.purposes import SAMPLE_PURPOSES
+    from exchange_api.registry import add_grant, add_key, load_purposes, register_department
 
+    # The sample catalogue first and every time: a data directory from before the catalogue gets it too.
+    with exchange_sessions(settings).begin() as session:
+        load_purposes(session, SAMPLE_PURPOSES)
     key_file, kid_file = department_key_paths(settings, DEMO_DEPARTMENT)
     if key_file.exists() and kid_file.exists():
         return kid_file.read_text().strip(), key_file

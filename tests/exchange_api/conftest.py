@@ -21,7 +21,8 @@ from exchange_api.app import create_app
 from exchange_api.client import HubClient, generate_department_key
 from exchange_api.config import ApiSettings
 from exchange_api.models import AuditEntry, exchange_sessions
-from exchange_api.registry import add_grant, add_key, register_department
+from exchange_api.purposes import SAMPLE_PURPOSES
+from exchange_api.registry import add_grant, add_key, load_purposes, register_department
 from hub.settings import Settings
 from schemas.ids import ric_check_char
 from tests.exchange_api import snapshots as snapshot_files
@@ -138,12 +139,19 @@ class Hub:
 TEST_API = dict(registry_cache_seconds=0.2)
 
 
+def seed_purposes(settings: Settings) -> None:
+    """Register the sample purpose catalogue, as `hub demo` does: requests and grants name these codes."""
+    with exchange_sessions(settings).begin() as session:
+        load_purposes(session, SAMPLE_PURPOSES)
+
+
 @contextmanager
 def hub_at(data_dir: Path, *, api: dict[str, Any] | None = None, snapshot: bool = True, **settings: Any) -> Iterator[Hub]:
     """A hub serving a fresh default snapshot from ``data_dir``."""
     config = Settings(data_dir=data_dir, **settings)
     if snapshot:
         write_snapshot(config.snapshots_dir, "v000001")
+    seed_purposes(config)
     app = create_app(config, ApiSettings(**{**TEST_API, **(api or {})}))
     with running(app) as url:
         hub = Hub(config, url, app)

@@ -32,8 +32,14 @@ def test_register_department_and_grant(hub_env, tmp_path):
     assert kid in output
 
     expiry = (dt.date.today() + dt.timedelta(days=365)).isoformat()
-    code, output = cli("grant", "civil_affairs", "population", "name,marital_status", "marriage_registration",
-                       expiry, "--approved-by", "public_security")
+    grant = ("grant", "civil_affairs", "population", "name,marital_status", "marriage_registration", expiry,
+             "--approved-by", "public_security")
+    code, output = cli(*grant)
+    assert code == 1 and "not in the purpose catalogue" in output  # grants name catalogue purposes only
+    code, output = cli("add-purpose", "marriage_registration", "婚姻登记", "--legal-basis", "《婚姻登记条例》第五条",
+                       "--libraries", "population")
+    assert code == 0, output
+    code, output = cli(*grant)
     assert code == 0, output
 
     with exchange_sessions(get_settings())() as session:
@@ -49,7 +55,7 @@ def test_grant_refuses_every_problem_at_once(hub_env):
                        "--approved-by", "x")
     assert code == 1
     for problem in ("not registered", "phone is not shareable", "gender is unconditional", "no field 'nonsense'",
-                    "in the past"):
+                    "in the past", "purpose 'p' is not in the purpose catalogue"):
         assert problem in output
 
 

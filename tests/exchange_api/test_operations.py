@@ -60,7 +60,9 @@ def test_the_catalogue_lists_libraries_fields_grants_and_how_to_apply(hub):
                               "personal_data": "personal"}
     assert fields["phone"]["sharing"] == "not_shareable" and fields["gender"]["sharing"] == "unconditional"
     assert "run_id" not in fields  # record metadata is not a field one asks for
-    assert catalogue["purposes"] == ["licensing", PURPOSE]
+    purposes = {p["code"]: p for p in catalogue["purposes"]}  # the registered catalogue, with legal bases
+    assert {g["purpose"] for g in catalogue["grants"]} == {"licensing", PURPOSE} <= set(purposes)
+    assert purposes["licensing"]["libraries"] == ["legal_person", "licence"] and purposes[PURPOSE]["legal_basis"]
     assert {(g["library"], tuple(g["fields"])) for g in catalogue["grants"]} == {
         ("population", ("birth_date", "name")), ("licence", ("holder_id",))}
     assert "grant" in catalogue["how_to_apply"]

@@ -59,10 +59,12 @@ def test_whole_batch_rules_judge_a_batch_against_its_history():
 def _signed_client(settings, url: str):  # type: ignore[no-untyped-def]
     from exchange_api.client import HubClient, generate_department_key
     from exchange_api.models import exchange_sessions
-    from exchange_api.registry import add_grant, add_key, register_department
+    from exchange_api.purposes import SAMPLE_PURPOSES
+    from exchange_api.registry import add_grant, add_key, load_purposes, register_department
 
     kid, private_key, public_pem = generate_department_key()
     with exchange_sessions(settings).begin() as session:
+        load_purposes(session, SAMPLE_PURPOSES)  # the grant names a catalogue purpose
         register_department(session, "civil_affairs_test", "Civil affairs (test)")
         add_key(session, "civil_affairs_test", public_pem, kid=kid)
         add_grant(session, "civil_affairs_test", "population", ["name"], "social_assistance",
