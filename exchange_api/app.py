@@ -73,7 +73,7 @@ ERROR_CODES: dict[int, dict[str, str]] = {
         "not_citizen_portal": "only the citizen portal department may read access logs",
     },
     404: {"not_found": "no such route (a missing record is a 200 answer with found=false)"},
-    405: {"method_not_allowed": "wrong method"},
+    405: {"method_not_allowed": "wrong method (the Allow header lists the right ones)"},
     413: {"payload_too_large": "body above HUB_API_MAX_BODY_BYTES", "batch_too_large": "more keys than HUB_API_MAX_BATCH"},
     422: {"invalid_request": "body is not valid for the endpoint, or a key fails its check digit / format",
           "as_of_unavailable": "as_of or a past day asked of a snapshot that keeps no history",
@@ -81,8 +81,10 @@ ERROR_CODES: dict[int, dict[str, str]] = {
           "purpose_not_for_library": "the purpose is registered, but not for the library asked about"},
     429: {"rate_limited": "over the department's requests/s in this process (Retry-After)",
           "quota_exceeded": "the department's daily record quota is used up (Retry-After)"},
-    500: {"internal_error": "unexpected failure, including an audit write that failed: no answer is released"},
-    503: {"snapshot_unavailable": "no published snapshot yet"},
+    500: {"internal_error": "unexpected failure: no answer is released"},
+    503: {"snapshot_unavailable": "no published snapshot yet",
+          "audit_unavailable": "the audit row could not be written (disk full, database down): no answer is released "
+                               "(Retry-After)"},
 }
 
 SIGNED_STATUSES = (401, 413, 422, 429, 500, 503)
@@ -188,9 +190,9 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
            statuses=with_grants, summary="Who looked at this person's record (citizen portal only)",
            answer="entries: when, which department, which fields, for what purpose")
     signed("/v1/catalogue", "GET", "catalogue", exchange.catalogue, json_answer=True,
-           statuses=(401, 429, 500), summary="What exists and what this department may see",
+           statuses=(401, 429, 500, 503), summary="What exists and what this department may see",
            answer="libraries and fields with labels and sharing classes, the caller's grants and purposes, how to apply")
-    signed("/v1/usage", "GET", "usage", exchange.usage, json_answer=True, statuses=(401, 422, 429, 500),
+    signed("/v1/usage", "GET", "usage", exchange.usage, json_answer=True, statuses=(401, 422, 429, 500, 503),
            summary="This department's usage figures per purpose", answer="requests and records per purpose")
 
     async def jwks() -> JSONResponse:

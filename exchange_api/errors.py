@@ -39,6 +39,14 @@ class ServiceUnavailable(ApiError):
     code = "snapshot_unavailable"
 
 
+class AuditUnavailable(ApiError):
+    """503: the audit row can't be written (disk full, database down), so the answer is withheld."""
+
+    status = 503
+    code = "audit_unavailable"
+    retry_after = 30  # seconds: long enough for an operator's alert, short enough for a caller's retry loop
+
+
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -78,7 +86,7 @@ def describe_validation_errors(errors: list[Any], known_names: set[str] | None =
 
 
 def retry_headers(exc: Exception) -> dict[str, str] | None:
-    """``Retry-After`` for 429s that know how long to wait."""
+    """``Retry-After`` for 429s and 503s that know how long to wait."""
     retry_after = getattr(exc, "retry_after", None)
     return {"Retry-After": str(retry_after)} if retry_after else None
 
@@ -106,7 +114,8 @@ def install_error_handlers(app: FastAPI, known_names: set[str] | None = None) ->
         assert isinstance(exc, StarletteHTTPException)
         code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) and exc.status_code in HTTP_CODES else "request refused"
-        return _respond(request, exc.status_code, code, message)
+        # Starlette's own headers (Allow on a 405) are part of the answer; the body is ours.
+        return _respond(request, exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The details go to the server log only: they may hold record values or identifiers.

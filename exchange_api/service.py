@@ -34,7 +34,9 @@ from exchange_api.audit import (
     audit_salt,
 )
 from exchange_api.config import ApiSettings
-from exchange_api.errors import AsOfUnavailable, InvalidRequest, describe_validation_errors, error_response, retry_headers
+from exchange_api.errors import (
+    AsOfUnavailable, AuditUnavailable, InvalidRequest, describe_validation_errors, error_response, retry_headers,
+)
 from exchange_api.hub_keys import HubKeyring
 from exchange_api.limits import RateLimiter, check_quota
 from exchange_api.lookup import (
@@ -239,8 +241,11 @@ class Exchange:
             try:
                 await self.writer.submit(ticket)
             except Exception:
-                code = "internal_error"
-                response = error_response(500, code, "internal error", request_id)
+                # The writer logged the cause; the caller only learns that no answer leaves without its row.
+                unavailable = AuditUnavailable("the audit log cannot be written; no answer is released, retry later")
+                code = unavailable.code
+                response = error_response(unavailable.status, code, str(unavailable), request_id,
+                                          retry_headers(unavailable))
             else:
                 if ticket.verdict == REPLAYED:
                     code = "replayed_nonce"
@@ -250,6 +255,8 @@ class Exchange:
                     response = error_response(429, code, "the department's daily quota is used up", request_id)
         if code:
             state["error_code"] = code
+        # Answers name people and what the hub holds on them; a refusal names the request: neither may be kept.
+        response.headers["Cache-Control"] = "no-store"
         return response
 
     def _attribute(self, request: Request, draft: AuditDraft) -> None:
@@ -513,14 +520,15 @@ class Exchange:
         return JSONResponse({"department": call.caller.department, "since": since, "figures": rows})
 
     async def access_log(self, call: Call) -> Response:
-        if call.caller.department not in self.api.citizen_portals:
-            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
         req = parse(AccessLogRequest, call.body)
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = "population", req.purpose, req.case_number
         key = draft.key = normalise_key("population", req.id_number)
         if req.since:
             check_in_range("since", req.since, self.tz)
+        # The body first, then who asks (PROTOCOL.md §5), so a refusal says the same whoever sends it.
+        if call.caller.department not in self.api.citizen_portals:
+            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
         # The body first, then who asks (PROTOCOL.md §5), so a refusal says the same whoever sends it.
         if call.caller.department not in self.api.citizen_portals:
             raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")

@@ -243,7 +243,8 @@ def _not_regex_list(b: Batch, r: Rule) -> Outcome:
     if r.raw:
         fail &= _np(pc.not_equal(pc.utf8_trim_whitespace(values), ""))
     if not r.name.endswith(".partial"):
-        return Outcome(_to_records(b, r, fail) if r.raw else fail, "matches a forbidden pattern", int((~present).sum()))
+        return Outcome(_to_records(b, r, fail) if r.raw else fail, r.reason or "matches a forbidden pattern",
+                       int((~present).sum()))
     partial = _partial_dates(values, patterns)
     detail = pc.if_else(pc.match_substring(partial, "-"), "partial date (year and month only)",
                         "partial date (year only)")

@@ -126,7 +126,22 @@ def field_rules(lib: Library, f: Field, *, required: bool, today: dt.date) -> li
             bounds["max_value"] = today.isoformat()
         rules.append(Rule("expect_column_values_to_be_between", bounds, ERROR, f.name, f"{f.name}.range",
                           description=f"{f.label} lies between {bounds['min_value']} and {bounds.get('max_value', '…')}"))
+    if f.type == "string" and not (f.code_table or f.validator):  # codes and numbers have their own rules
+        rules.append(control_character_rule(f))
     return rules
+
+
+# C0 controls bar tab and line breaks (a quoted value may hold those), DEL and the C1 controls: invisible in
+# every report and answer, a NUL ends the string in C consumers. Escapes, not the characters, so a suite reads.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+
+
+def control_character_rule(f: Field) -> Rule:
+    """Free text holding a control character: quarantined, never published (a NUL reached conflicts.parquet)."""
+    return Rule("expect_column_values_to_not_match_regex_list",
+                {"column": f.name, "regex_list": [CONTROL_CHARACTERS]}, ERROR, f.name, f"{f.name}.control_characters",
+                description=f"{f.label} holds no control characters",
+                reason="holds a control character (U+0000-U+001F bar tab and line breaks, U+007F-U+009F)")
 
 
 def _pair(expectation: str, a: str, b: str, field_name: str, name: str, description: str, **kwargs: Any) -> Rule:

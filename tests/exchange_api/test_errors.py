@@ -68,7 +68,7 @@ def test_validation_messages_drop_inputs():
     assert message == "body.<field>: Extra inputs are not permitted; key: String should have at most 64 characters"
 
 
-def test_audit_failure_fails_the_lookup_with_500(hub):
+def test_audit_failure_fails_the_lookup_with_503(hub):
     """A real write failure of the metadata database (a trigger refusing inserts): no answer leaves."""
     dept = hub.department()
     db = hub.settings.data_dir / "metadata.db"
@@ -83,8 +83,8 @@ def test_audit_failure_fails_the_lookup_with_500(hub):
     finally:
         with sqlite3.connect(db) as con:
             con.execute("DROP TRIGGER audit_down")
-    error = assert_error_shape(response, 500, "internal_error")
-    assert "disk" not in error["message"]
+    error = assert_error_shape(response, 503, "audit_unavailable")
+    assert "disk" not in error["message"] and int(response.headers["Retry-After"]) > 0
     assert "eyJ" not in response.text  # no JWS answer leaked out
     assert hub.audit_row(error["request_id"]) is None
     # The nonce was rolled back with the audit rows: the very same request is not a replay, and now succeeds.

@@ -267,3 +267,49 @@ def test_gx_agrees_with_the_vectorised_gate_on_every_rule():
         assert res.success == by_rule[rule]["success"], rule
         compared += 1
     assert compared == len(suite.rules) >= 15
+
+
+def test_control_characters_in_text_fields_are_quarantined_with_a_reason():
+    cfg = source(fields={"id_number": "SFZH", "name": "XM", "gender": "XB", "birth_date": "CSRQ", "life_status": "SWBZ",
+                         "household_region": "HJQH", "ethnicity": "MZ", "household_address": "HJDZ"})
+    suite = source_suite(cfg, {}, today=TODAY)
+    by_name = {r.name: r for r in suite.rules}
+    assert {"name.control_characters", "household_address.control_characters"} <= set(by_name)
+    assert "gender.control_characters" not in by_name  # a code is held to its table, an ID number to its checksum
+    table = records("population", [
+        person(1, household_address="北京市东城区\n人民路12号"),  # a line break in a quoted value is text
+        person(2, name="董\x00利"),  # what reached conflicts.parquet
+        person(3, name="王\x1b三", household_address="北京市\x7f东城区"),
+        person(4, name="李\u0085四"),  # a C1 control (NEL) is as invisible
+    ])
+    result = run_rules(suite, table)
+    reasons = dict(zip(result.failed.column("source_record_id").to_pylist(), result.failed.column("reasons").to_pylist()))
+    assert reasons == {
+        "2": ["name: holds a control character (U+0000-U+001F bar tab and line breaks, U+007F-U+009F)"],
+        "3": ["name: holds a control character (U+0000-U+001F bar tab and line breaks, U+007F-U+009F)",
+              "household_address: holds a control character (U+0000-U+001F bar tab and line breaks, U+007F-U+009F)"],
+        "4": ["name: holds a control character (U+0000-U+001F bar tab and line breaks, U+007F-U+009F)"],
+    }
+    assert [r["source_record_id"] for r in result.passed.to_pylist()] == ["1"]
+
+
+def test_an_embedded_nul_in_a_csv_field_is_quarantined_not_staged(tmp_path, settings, monkeypatch):
+    from hub import jobs
+    from tests.quality.test_gate import _deaths_source, _drop
+    from warehouse.work import open_work
+
+    _deaths_source(tmp_path, monkeypatch)
+    good = rid(1, birth="19500101")
+    _drop(tmp_path / "drop", "deaths_001.csv", [
+        "报告卡编号,身份证号,姓名,性别,出生日期,死亡日期".encode(),
+        f"SW1,{good},董\x00利,男,1950-01-01,2020-01-01".encode(),
+        f"SW2,{rid(3, birth='19500101')},孙三,男,1950-01-01,2020-01-01".encode(),
+    ])
+    jobs.ingest("deaths", "run-1")
+    jobs.stage("deaths")
+    with open_work(settings.warehouse_dir) as conn:
+        quarantined = conn.execute("SELECT source_record_id, line, reasons FROM quarantine").fetchall()
+        staged = conn.execute("SELECT source_record_id FROM staging_population").fetchall()
+    assert quarantined == [("SW1", 2, ["name: holds a control character (U+0000-U+001F bar tab and line breaks, "
+                                       "U+007F-U+009F)"])]
+    assert staged == [("SW2",)]
