@@ -210,9 +210,7 @@ def release(conn: duckdb.DuckDBPyConnection, entry_id: int, by: str, *, note: st
         still = recheck(e, corrected) if recheck else []
         if still:
             raise DecisionError(f"entry {e.id} still fails after correction: {'; '.join(still)}")
-    conn.execute("UPDATE quarantine SET status = 'released', decided_by = ?, decided_at = now(), note = ?, "
-                 "corrections = ? WHERE id = ?",
-                 [by, note, json.dumps(corrections, ensure_ascii=False) if corrections else None, entry_id])
+    _decide(conn, e, RELEASED, by, note, {"corrections": corrections} if corrections else {})
     return entry(conn, entry_id)
 
 
@@ -222,9 +220,22 @@ def reject(conn: duckdb.DuckDBPyConnection, entry_id: int, by: str, *, note: str
         raise DecisionError("a decision needs the steward's name (--by)")
     e = entry(conn, entry_id)
     _check_decidable(e)
-    conn.execute("UPDATE quarantine SET status = 'rejected', decided_by = ?, decided_at = now(), note = ? WHERE id = ?",
-                 [by, note, entry_id])
+    _decide(conn, e, REJECTED, by, note, {})
     return entry(conn, entry_id)
+
+
+def _decide(conn: duckdb.DuckDBPyConnection, e: Entry, status: str, by: str, note: str | None,
+            detail: dict[str, Any]) -> None:
+    """Log the decision in the metadata database first, then give the entry its copy (``warehouse.replay``)."""
+    from warehouse import decisions
+    from warehouse.replay import apply, quarantine_subject
+
+    (reasons, record) = conn.execute("SELECT reasons, record FROM quarantine WHERE id = ?", [e.id]).fetchone()
+    decision = decisions.record(decisions.QUARANTINE, status, by=by, library=e.library, source=e.source,
+                                run_id=e.run_id, subject=quarantine_subject(e.stage, e.source_record_id, e.file, e.line,
+                                                                            reasons, record),
+                                detail=detail, note=note)
+    apply(conn, decision, entry_id=e.id)
 
 
 def decide_batch(conn: duckdb.DuckDBPyConnection, source: str, run_id: str, status: str, by: str,
@@ -239,8 +250,13 @@ def decide_batch(conn: duckdb.DuckDBPyConnection, source: str, run_id: str, stat
         raise DecisionError(f"no held batch {run_id} of {source}")
     if row[0] != HELD:
         raise DecisionError(f"batch {run_id} of {source} is already {row[0]}")
-    conn.execute("UPDATE batch_checks SET status = ?, decided_by = ?, decided_at = now(), note = ? "
-                 "WHERE source = ? AND run_id = ?", [status, by, note, source, run_id])
+    from warehouse import decisions
+    from warehouse.replay import apply
+
+    sha256, reasons = conn.execute("SELECT sha256, reasons FROM batch_checks WHERE source = ? AND run_id = ?",
+                                   [source, run_id]).fetchone()
+    apply(conn, decisions.record(decisions.BATCH, status, by=by, source=source, run_id=run_id,
+                                 subject={"sha256": sha256, "reasons": list(reasons or [])}, note=note))
 
 
 def counts_by_reason(conn: duckdb.DuckDBPyConnection, status: str = OPEN) -> list[tuple[str, str, str, int]]:

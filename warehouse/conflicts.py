@@ -2,7 +2,8 @@
 
 ``golden_<library>_conflicts`` (written by ``warehouse.reconcile``) holds, per key and field, every
 department's newest value when they disagree. A steward resolves one by choosing a value or a
-department; the resolution is stored in ``conflict_resolutions`` with who, when, why and the set of
+department; the resolution is logged in the metadata database (``warehouse.decisions``: it survives a rebuild of
+the working database) and copied into ``conflict_resolutions`` with who, when, why and the set of
 values the steward saw. ``apply_resolutions`` (after ``build_golden``) then, on every run:
 
 - **applies** it while every value in the register is one the steward saw: the golden field gets the
@@ -26,6 +27,8 @@ import duckdb
 
 from hub.errors import HubError
 from hub.masking import mask_id, mask_name
+from warehouse import decisions
+from warehouse.replay import apply
 from schemas import LIBRARIES
 from schemas.catalogue import PersonalData
 from schemas.codes import TABLES
@@ -106,6 +109,11 @@ def apply_resolutions(conn: duckdb.DuckDBPyConnection, library: str) -> Resoluti
         WHERE r.library = ? AND r.status = '{ACTIVE}'""", [library])
     reopened, lapsed = conn.execute("SELECT count(*) FILTER (WHERE NOT agreed AND (new_value OR chosen IS NULL)), "
                                     "count(*) FILTER (WHERE agreed) FROM cr_now").fetchone()
+    # What the data made of a decision is logged too: a rebuild sees only the final data, not the value that came and went.
+    closed = dict(conn.execute(f"""SELECT r.decision_id, CASE WHEN n.agreed THEN '{LAPSED}' ELSE '{REOPENED}' END
+        FROM conflict_resolutions r JOIN cr_now n ON r.id = n.id
+        WHERE r.decision_id IS NOT NULL AND (n.agreed OR n.new_value OR n.chosen IS NULL)""").fetchall())
+    decisions.close(closed, dt.datetime.now(dt.UTC))
     conn.execute(f"""UPDATE conflict_resolutions r SET status = CASE WHEN n.agreed THEN '{LAPSED}' ELSE '{REOPENED}' END,
                      closed_at = now() FROM cr_now n
                      WHERE r.id = n.id AND (n.agreed OR n.new_value OR n.chosen IS NULL)""")
@@ -201,12 +209,12 @@ def resolve(conn: duckdb.DuckDBPyConnection, library: str, key: str, field: str,
         raise ConflictError(f"{source!r} gives no value in this conflict; the departments are: {departments}")
     if value is not None:
         _check_value(library, field, value, conn)
-    conn.execute(f"UPDATE conflict_resolutions SET status = '{SUPERSEDED}', closed_at = now() "
-                 f"WHERE library = ? AND key = ? AND field = ? AND status = '{ACTIVE}'", [library, key, field])
-    (rid,) = conn.execute(
-        "INSERT INTO conflict_resolutions (library, key, field, chosen_value, chosen_source, seen_values, resolved_by, "
-        "note, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        [library, key, field, value, source, seen, by.strip(), note, at or dt.datetime.now(dt.UTC)]).fetchone()
+    # The metadata database's log first (it survives a rebuild), then the working copy derived from it.
+    decision = decisions.record(decisions.CONFLICT, "resolve", by=by, library=library, subject={"key": key, "field": field},
+                                detail={"chosen_value": value, "chosen_source": source, "seen_values": seen},
+                                note=note, at=at)
+    apply(conn, decision)
+    (rid,) = conn.execute("SELECT id FROM conflict_resolutions WHERE decision_id = ?", [decision.id]).fetchone()
     return int(rid)
 
 

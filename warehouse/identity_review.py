@@ -2,7 +2,8 @@
 export the links, read the model a run trained.
 
 An override is a standing decision: it is applied before automatic matching on every later run
-(``warehouse.identity``), so it survives whatever Splink would decide. ID numbers are masked in
+(``warehouse.identity``), so it survives whatever Splink would decide; it is logged in the metadata
+database first (``warehouse.decisions``), so it survives a rebuild of the working database too. ID numbers are masked in
 every message. An export is masked like analysts' views (``warehouse.analyst``) unless it is taken
 under the raw role with a stated reason, and every export is logged in ``analyst_queries`` as an
 analyst's query is.
@@ -155,10 +156,14 @@ def override(conn: duckdb.DuckDBPyConnection, source: str, record_id: str, actio
         problems.append("'none' takes no entity")
     if problems:
         raise IdentityError("; ".join(problems))
-    rows = conn.execute("INSERT INTO identity_overrides (library, source, source_record_id, action, entity_key, "
-                        "decided_by, decided_at, note) VALUES (?, ?, ?, ?, ?, ?, now(), ?) RETURNING id",
-                        [library, source, record_id, action, entity_key, by.strip(), note]).fetchall()
-    return rows[0][0]
+    from warehouse import decisions
+    from warehouse.replay import apply
+
+    # The metadata database's log first (it survives a rebuild), then the working copy derived from it.
+    decision = decisions.record(decisions.IDENTITY, action, by=by, library=library, source=source,
+                                subject={"source_record_id": record_id, "entity_key": entity_key}, note=note)
+    apply(conn, decision)
+    return conn.execute("SELECT id FROM identity_overrides WHERE decision_id = ?", [decision.id]).fetchone()[0]
 
 
 def check_library(library: str) -> str:
