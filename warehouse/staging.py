@@ -92,7 +92,9 @@ def read_landing(run_dir: Path, manifest: LandingManifest, mapper: Mapper, parts
     unreadable_file = run_dir / CONNECTOR_QUARANTINE
     unreadable = json.loads(unreadable_file.read_text()) if unreadable_file.exists() else []
     if raw.num_rows:
-        records = with_lineage(mapper(raw, manifest.run_id, dt.datetime.now(dt.UTC)), raw, parts)
+        # Ingested when it landed, not when staged: a rebuild from the landings gives the same records.
+        landed_at = dt.datetime.fromisoformat(manifest.finished_at)
+        records = with_lineage(mapper(raw, manifest.run_id, landed_at), raw, parts)
     else:
         records = pa.table({})
     return Landed(manifest, raw, records, parts, unreadable)
