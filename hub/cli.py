@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from hub.commands import analyst, api, check_ids, conflicts, demo, identity, pipeline, quality, samples
+from hub.commands import analyst, api, check_ids, conflicts, demo, identity, pipeline, quality, samples, warehouse
 
 app = typer.Typer(name="hub", help="Cross-department data-sharing hub.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 
-for module in (demo, samples, pipeline, check_ids, quality, identity, conflicts, analyst, api):
+for module in (demo, samples, pipeline, check_ids, quality, identity, conflicts, analyst, api, warehouse):
     module.register(app)
 
 
