@@ -524,17 +524,12 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = "population", req.purpose, req.case_number
         key = draft.key = normalise_key("population", req.id_number)
-        if req.since:
-            check_in_range("since", req.since, self.tz)
-        # The body first, then who asks (PROTOCOL.md §5), so a refusal says the same whoever sends it.
-        if call.caller.department not in self.api.citizen_portals:
-            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
-        # The body first, then who asks (PROTOCOL.md §5), so a refusal says the same whoever sends it.
-        if call.caller.department not in self.api.citizen_portals:
-            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
         self._purpose(req.purpose, "population")
         if req.since:
             check_in_range("since", req.since, self.tz)
+        # The body first, then who asks (PROTOCOL.md §5), so a refusal says the same whoever sends it.
+        if call.caller.department not in self.api.citizen_portals:
+            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
         since = dt.datetime.combine(req.since, dt.time(), tzinfo=self.tz) if req.since else None
         rows = await run_in_threadpool(self.audit.access_log, key, since=since)
         names = self.registry.department_names()
