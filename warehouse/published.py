@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import json
+import logging
 import os
 import threading
 import time
@@ -49,7 +50,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hub.errors import SnapshotError
+from hub.checksums import damaged_files, sha256_file
+from hub.errors import SnapshotDamaged, SnapshotError
 from schemas import LIBRARIES, library
 
 CURRENT = "CURRENT"
@@ -57,7 +59,9 @@ MANIFEST = "manifest.json"
 DATABASE = "hub.duckdb"
 SERVING = "serving"
 READY = "READY"
-SERVING_FORMAT = 2  # 2: secondary indexes (SECONDARY_KEYS); a snapshot prepared in format 1 is prepared again
+# 2: secondary indexes (SECONDARY_KEYS); 3: READY records each serving file's size and SHA-256, checked at every
+# open. A snapshot prepared in an older format is prepared again.
+SERVING_FORMAT = 3
 CONFLICTS = "conflicts"
 PROVENANCE = "provenance"
 HISTORY_SUFFIX = "_history"
@@ -71,6 +75,8 @@ SYNC_PREPARE_ROWS = 1_000_000
 # Columns searched besides the key, per library (its history gets the same index).
 SECONDARY_KEYS: dict[str, tuple[str, ...]] = {"licence": ("holder_id",)}
 RETRY_SECONDS = 5.0  # a snapshot that failed to open is retried this often while the previous one serves
+DAMAGED_RETRY_SECONDS = 60.0  # a damaged one is re-checked (hashed whole) less often: it rarely heals by itself
+log = logging.getLogger(__name__)
 
 
 def current_name(snapshots_dir: Path) -> str:
@@ -322,8 +328,10 @@ def prepare(path: Path, manifest: dict[str, Any] | None = None) -> None:
             _write_keyed(source, key, folder, name)
             _write_secondary(folder, name)
             built.append(name)
+        files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                 for p in sorted(folder.iterdir()) if p.name.endswith((".arrow", ".npy")) and not p.name.startswith(".")}
         tmp = folder / f".{READY}.{os.getpid()}"
-        tmp.write_text(json.dumps({"format": SERVING_FORMAT, "tables": built}))
+        tmp.write_text(json.dumps({"format": SERVING_FORMAT, "tables": built, "files": files}))
         os.replace(tmp, folder / READY)
     finally:
         lock.close()
@@ -357,8 +365,22 @@ class PublishedSnapshot:
     def __post_init__(self) -> None:
         prepare(self.path, self.manifest)
         ready = json.loads((self.path / SERVING / READY).read_text())
+        if damaged_files(self.path / SERVING, ready.get("files", {})):
+            ready = self._rebuild_serving(ready)
         self._tables = {name: KeyedTable.open(self.path / SERVING, name, _secondary_columns(name))
                         for name in ready["tables"]}
+
+    def _rebuild_serving(self, ready: dict[str, Any]) -> dict[str, Any]:
+        """Serving files are derived from the Parquet files (already checked): a damaged one is built again."""
+        log.warning("snapshot %s: serving files damaged (%s); rebuilding them from its Parquet files", self.version,
+                    "; ".join(damaged_files(self.path / SERVING, ready.get("files", {}))))
+        (self.path / SERVING / READY).unlink(missing_ok=True)
+        prepare(self.path, self.manifest)
+        ready = json.loads((self.path / SERVING / READY).read_text())
+        problems = damaged_files(self.path / SERVING, ready.get("files", {}))
+        if problems:
+            raise SnapshotDamaged(self.version, [f"{SERVING}/{p}" for p in problems])
+        return ready
 
     @property
     def version(self) -> str:
@@ -437,13 +459,43 @@ class PublishedSnapshot:
         self._tables = {}
 
 
-def open_snapshot(path: Path) -> PublishedSnapshot:
-    """Open the snapshot in ``path`` read-only, checking it has its manifest (prepares it if needed)."""
+def check_snapshot(path: Path) -> dict[str, Any]:
+    """The manifest of the snapshot in ``path``, once its files match it; SnapshotDamaged names each one that does not."""
+    name = Path(path).name
     try:
         manifest = json.loads((Path(path) / MANIFEST).read_text())
     except FileNotFoundError:
-        raise SnapshotError(f"snapshot {Path(path).name} has no manifest") from None
-    return PublishedSnapshot(Path(path), manifest)
+        raise SnapshotError(f"snapshot {name} has no manifest") from None
+    except ValueError:
+        raise SnapshotDamaged(name, [f"{MANIFEST}: not valid JSON"]) from None
+    written = {e["parquet"]: e for e in manifest.get("tables", {}).values() if "sha256" in e and "parquet" in e}
+    problems = damaged_files(Path(path), written)
+    if problems:
+        raise SnapshotDamaged(name, problems)
+    return manifest
+
+
+def open_snapshot(path: Path) -> PublishedSnapshot:
+    """Open the snapshot in ``path`` read-only once its files match its manifest (prepares it if needed)."""
+    manifest = check_snapshot(path)
+    try:
+        return PublishedSnapshot(Path(path), manifest)
+    except SnapshotError:
+        raise
+    except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+        raise SnapshotError(f"snapshot {Path(path).name} cannot be opened: {exc}") from exc
+
+
+def last_good(snapshots_dir: Path, below: str) -> PublishedSnapshot | None:
+    """The newest snapshot older than ``below`` that opens with its files intact, or None."""
+    older = sorted((p.name for p in Path(snapshots_dir).glob("v*") if p.is_dir() and p.name[1:].isdigit()
+                    and p.name < below), reverse=True)
+    for name in older:
+        try:
+            return open_snapshot(Path(snapshots_dir) / name)
+        except SnapshotError as exc:
+            log.error("snapshot %s is not usable either: %s", name, exc)
+    return None
 
 
 def open_current(snapshots_dir: Path) -> PublishedSnapshot:
@@ -504,8 +556,10 @@ class CurrentSnapshot:
 
     def _switch(self, name: str) -> None:
         path = self.snapshots_dir / name
-        background = (self._snapshot is not None and not is_prepared(path)
-                      and _rows(path) > self.sync_prepare_rows)
+        if self._resting(name):
+            return  # keep serving the previous snapshot; do not retry a broken one on every request
+        # Checking a big snapshot's checksums takes seconds too: done aside as well, while the previous one serves.
+        background = self._snapshot is not None and _rows(path) > self.sync_prepare_rows
         if background:
             with self._lock:
                 if self._preparing != name:
@@ -514,25 +568,35 @@ class CurrentSnapshot:
                                      name=f"prepare-{name}").start()
             return
         with self._lock:
-            if name == self._name:
+            if name == self._name or self._resting(name):
                 return
-            failed_name, failed_at = self._failed
-            if self._snapshot is not None and failed_name == name and time.monotonic() - failed_at < RETRY_SECONDS:
-                return  # keep serving the previous snapshot; do not retry a broken one on every request
             try:
                 self._snapshot = open_snapshot(path)
             except Exception as exc:
                 self.last_error, self._failed = f"{name}: {exc}", (name, time.monotonic())
                 if self._snapshot is None:
-                    raise SnapshotError(f"snapshot {name} cannot be opened") from exc
+                    # Nothing serving yet (a restart): the newest intact older version answers instead of a 503.
+                    fallback = last_good(self.snapshots_dir, name)
+                    if fallback is None:
+                        log.error("snapshot %s refused and no older one is intact: %s", name, exc)
+                        raise SnapshotError(f"snapshot {name} cannot be opened") from exc
+                    self._snapshot, self._name = fallback, fallback.version
+                log.error("snapshot %s refused, %s keeps serving: %s", name, self._name, exc)
                 return
             self._name = name
+
+    def _resting(self, name: str) -> bool:
+        """Whether ``name`` failed to open a moment ago while another snapshot serves."""
+        failed_name, failed_at = self._failed
+        wait = DAMAGED_RETRY_SECONDS if self.last_error and " is damaged" in self.last_error else RETRY_SECONDS
+        return self._snapshot is not None and failed_name == name and time.monotonic() - failed_at < wait
 
     def _prepare_then_swap(self, name: str) -> None:
         try:
             snapshot = open_snapshot(self.snapshots_dir / name)
         except Exception as exc:  # noqa: BLE001 - the old snapshot keeps serving; the next get() retries
-            self.last_error = f"{name}: {exc}"
+            self.last_error, self._failed = f"{name}: {exc}", (name, time.monotonic())
+            log.error("snapshot %s refused, %s keeps serving: %s", name, self._name, exc)
             with self._lock:
                 self._preparing = None
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from hub.errors import HubError, PipelineBusy, SnapshotError
 from hub.settings import get_settings
+
+if TYPE_CHECKING:
+    from warehouse.published import PublishedSnapshot
 
 console = Console()
 
@@ -71,25 +74,36 @@ def _run(jobs, names: list[str], run_id: str, *, direct: bool, full: bool):  # t
     return result
 
 
-def _print_status(expected: str | None = None) -> None:
+def _checked_current() -> tuple[str, PublishedSnapshot | None, list[str]]:
+    """The current version's name, the snapshot that serves (it, or the last good one) and what is damaged in it."""
+    from warehouse.published import current_name, last_good, open_snapshot
+
+    snapshots = get_settings().snapshots_dir
+    name = current_name(snapshots)
+    try:
+        return name, open_snapshot(snapshots / name), []
+    except SnapshotError as exc:
+        # The files are checked against the manifest; a damaged version is reported, with what serves instead.
+        return name, last_good(snapshots, name), getattr(exc, "problems", None) or [str(exc)]
+
+
+def _print_status(expected: str | None = None) -> bool:
+    """Print the snapshot and the sources; False when the current version is damaged."""
     from hub.db import metadata_engine
-    from warehouse.published import open_current
     from warehouse.runs import Watermark
     from sqlalchemy.orm import Session
 
-    settings = get_settings()
     try:
-        snap = open_current(settings.snapshots_dir)
+        name, snap, damaged = _checked_current()
     except SnapshotError:
         console.print("no snapshot published yet: run [bold]hub run[/]")
-        return
-    table = Table(title=f"Published snapshot {snap.version} ({snap.manifest['created_at']})")
-    for col in ("library", "rows", "sha256"):
-        table.add_column(col)
-    for name, info in snap.manifest["tables"].items():
-        table.add_row(name, f"{info['rows']:,}", info["sha256"][:16] + "…")
-    console.print(table)
-    snap.close()
+        return True
+    if damaged:
+        console.print(f"[red]snapshot {name} is damaged[/] and is not served: " + "; ".join(damaged))
+        console.print(f"the API serves {snap.version}, the last good version" if snap is not None
+                      else "[red]no intact version is on disk[/]: the API answers 503 until one is published")
+    if snap is not None:
+        _print_snapshot(snap)
     with Session(metadata_engine()) as session:
         marks = session.query(Watermark).all()
     wm = Table(title="Sources")
@@ -98,22 +112,40 @@ def _print_status(expected: str | None = None) -> None:
     for m in marks:
         wm.add_row(m.source, m.value or "-", m.run_id, m.updated_at.isoformat(timespec="seconds"))
     console.print(wm)
+    return not damaged
+
+
+def _print_snapshot(snap: PublishedSnapshot) -> None:
+    table = Table(title=f"Published snapshot {snap.version} ({snap.manifest['created_at']})")
+    for col in ("library", "rows", "sha256"):
+        table.add_column(col)
+    for name, info in snap.manifest["tables"].items():
+        table.add_row(name, f"{info['rows']:,}", info["sha256"][:16] + "…")
+    console.print(table)
+    snap.close()
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for monitoring.")] = False) -> None:
-    """Show the published snapshot, its libraries, and each source's watermark."""
-    if not as_json:
-        _print_status()
-        return
-    from warehouse.published import open_current
+    """Show the published snapshot (its files checked against its manifest), its libraries, and each source's watermark.
 
+    Exits 1 when the current version is damaged, naming the files and the last good version, which the API serves.
+    """
+    if not as_json:
+        if not _print_status():
+            raise typer.Exit(1)
+        return
     try:
-        snap = open_current(get_settings().snapshots_dir)
+        name, snap, damaged = _checked_current()
     except SnapshotError as exc:
         print(json.dumps({"published": False, "error": str(exc)}))
         raise typer.Exit(1) from exc
-    print(json.dumps({"published": True, "manifest": snap.manifest}, ensure_ascii=False))
-    snap.close()
+    print(json.dumps({"published": True, "current": name, "serving": snap.version if snap else None,
+                      "damaged": damaged, "manifest": snap.manifest if snap else None},
+                     ensure_ascii=False, default=str))
+    if snap is not None:
+        snap.close()
+    if damaged:
+        raise typer.Exit(1)
 
 
 def airflow_init() -> None:
