@@ -9,6 +9,11 @@ Every answer payload carries ``request_id``, ``snapshot_version``, ``issued_at``
 - a verification: ``question``, ``subject``, ``on``, ``answer`` (true/false);
 - an access log: ``key``, ``entries``.
 
+Every signed answer also carries ``audit``: ``{"seq", "hash"}``, the head of the audit chain just after the
+answer's own audit row(s), so each department holds a witness the hub's database alone cannot rewrite. The
+head is known only once the row is written, so the service builds a :class:`PendingAnswer` and signs it
+after the audit commit.
+
 "No such record" and "nothing may be released" give the same ``found: false, record: {}``.
 The JWS is built here directly (header and payload base64url, Ed25519 over ``header.payload``): it is a
 few lines, and a department verifies it with any JOSE library against ``/.well-known/jwks.json``.
@@ -24,12 +29,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from exchange_api.hub_keys import HubKey, HubKeyring
 from exchange_api.jose import JWS_ALG
 
 MEDIA_TYPE = "application/jose"
 ANSWER_TYP = "hub-answer+jws"
+
+
+class SignatureRefused(ValueError):
+    """A JWS that is malformed, of another type, or not signed by any of the hub's keys."""
 
 
 def json_value(value: Any) -> Any:
@@ -114,18 +125,28 @@ def build_payload(
     return payload
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """base64url without padding, as JWS uses it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_HEADERS: dict[str, str] = {}
+def b64url_decode(segment: str) -> bytes:
+    """The bytes of a base64url segment (padding optional); ValueError if it is not one."""
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not base64url") from exc
 
 
-def _header(key: HubKey) -> str:
-    header = _HEADERS.get(key.kid)
+_b64 = b64url
+_HEADERS: dict[tuple[str, str], str] = {}
+
+
+def _header(key: HubKey, typ: str = ANSWER_TYP) -> str:
+    header = _HEADERS.get((key.kid, typ))
     if header is None:
-        header = _HEADERS[key.kid] = _b64(json.dumps({"alg": JWS_ALG, "kid": key.kid, "typ": ANSWER_TYP},
-                                                     separators=(",", ":")).encode())
+        header = _HEADERS[(key.kid, typ)] = _b64(json.dumps({"alg": JWS_ALG, "kid": key.kid, "typ": typ},
+                                                            separators=(",", ":")).encode())
     return header
 
 
@@ -137,8 +158,68 @@ def payload_json(payload: Mapping[str, Any]) -> bytes:
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
-def sign_answer(payload: Mapping[str, Any], keyring: HubKeyring) -> str:
+def sign_answer(payload: Mapping[str, Any], keyring: HubKeyring, typ: str = ANSWER_TYP) -> str:
     """The payload as a compact JWS signed with the hub's active key, its kid in the header."""
     key = keyring.active()
-    signing_input = f"{_header(key)}.{_b64(payload_json(payload))}".encode("ascii")
+    signing_input = f"{_header(key, typ)}.{_b64(payload_json(payload))}".encode("ascii")
     return f"{signing_input.decode('ascii')}.{_b64(key.sign(signing_input))}"
+
+
+def sign_detached(payload: Mapping[str, Any], keyring: HubKeyring, typ: str) -> str:
+    """A detached compact JWS of ``payload`` (RFC 7515 appendix F): ``header..signature``, the payload kept beside it."""
+    header, _, signature = sign_answer(payload, keyring, typ).split(".")
+    return f"{header}..{signature}"
+
+
+def verify_jws(token: str, keyring: HubKeyring, typ: str, *, detached: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The payload of a compact JWS of type ``typ`` signed by one of the hub's keys; SignatureRefused if it is not.
+
+    With ``detached``, ``token`` is ``header..signature`` and the payload is ``detached`` in its canonical form.
+    """
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3 or not parts[0] or not parts[2] or (detached is None) == (not parts[1]):
+        raise SignatureRefused("not a compact JWS" if detached is None else "not a detached compact JWS")
+    header_b64, payload_b64, signature_b64 = parts
+    if detached is not None:
+        payload_b64 = _b64(payload_json(detached))
+    try:
+        header = json.loads(b64url_decode(header_b64))
+        signature = b64url_decode(signature_b64)
+    except ValueError:
+        raise SignatureRefused("its header or signature is not base64url JSON") from None
+    if not isinstance(header, dict) or header.get("alg") != JWS_ALG or header.get("typ") != typ:
+        raise SignatureRefused(f"its header is not alg {JWS_ALG}, typ {typ}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not keyring.verify(kid, f"{header_b64}.{payload_b64}".encode("ascii"), signature):
+        raise SignatureRefused("its signature does not verify against the hub's keys")
+    if detached is not None:
+        return dict(detached)
+    try:
+        payload = json.loads(b64url_decode(payload_b64))
+    except ValueError:
+        raise SignatureRefused("its payload is not base64url JSON") from None
+    if not isinstance(payload, dict):
+        raise SignatureRefused("its payload is not a JSON object")
+    return payload
+
+
+class PendingAnswer(Response):
+    """An answer's payload waiting for the audit chain's head after its own row; ``sign(head)`` makes it the JWS."""
+
+    def __init__(self, payload: dict[str, Any], keyring: HubKeyring):
+        super().__init__(media_type=MEDIA_TYPE)
+        self.payload, self.keyring, self.signed = payload, keyring, False
+
+    def sign(self, head: tuple[int, str]) -> PendingAnswer:
+        """Sign the payload with ``audit`` set to ``head`` (sequence number, row hash)."""
+        self.payload["audit"] = {"seq": head[0], "hash": head[1]}
+        self.body = sign_answer(self.payload, self.keyring).encode("ascii")
+        self.headers["content-length"] = str(len(self.body))
+        self.signed = True
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.signed:
+            # Fail closed: an answer that has no audit row behind it must never leave.
+            raise RuntimeError("a signed answer was about to leave before its audit row was written")
+        await super().__call__(scope, receive, send)

@@ -4,6 +4,12 @@ Rows are appended in groups (see :mod:`exchange_api.writer`): one transaction ta
 records the group's request nonces (a nonce already seen turns its request into a ``replayed_nonce``
 refusal), charges daily quotas, chains the rows after the current tip and commits. Only then are the
 group's answers released, so no answer ever leaves without its durable audit row.
+
+The chain has anchors outside the database: each ticket learns the head (sequence number and hash) just
+after its own rows, which its signed answer carries, and the durable heads are handed to
+:mod:`exchange_api.audit_checkpoints`, which signs one now and then into files of its own. ``verify``
+checks the rows against their hashes and against any such anchors, so cutting or rewriting the table
+shows.
 """
 
 from __future__ import annotations
@@ -12,14 +18,16 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import re
 import secrets
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event, func, select
@@ -28,10 +36,15 @@ from sqlalchemy.orm import sessionmaker
 from exchange_api.models import AuditEntry, Nonce, QuotaUsage
 from hub.masking import hash_id, mask_id
 
+if TYPE_CHECKING:
+    from exchange_api.audit_checkpoints import Checkpoints
+
 GENESIS = "0" * 64
 SALT_FILE = "audit-salt"
 COMMIT_ATTEMPTS = 5
 NONCE_PURGE_SECONDS = 60.0
+MAX_PROBLEMS = 100  # a verification lists at most this many problems: the first one is what matters
+_ROW_HASH = re.compile(r"[0-9a-f]{64}")
 
 # Outcomes: what happened, independent of what the department was told (not_allowed and not_found look alike to it).
 ANSWERED, NOT_FOUND, NOT_ALLOWED, REFUSED, ERROR = "answered", "not_found", "not_allowed", "refused", "error"
@@ -117,19 +130,54 @@ class Ticket:
     daily_quota: int | None = None
     verdict: str = ACCEPTED
     extra: dict[str, Any] = field(default_factory=dict)
+    head: tuple[int, str] | None = None  # (seq, row_hash) of the chain just after this ticket's rows, once written
+
+
+def is_row_hash(value: Any) -> bool:
+    """Whether ``value`` looks like a row hash: 64 lower-case hexadecimal digits."""
+    return isinstance(value, str) and _ROW_HASH.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head of the chain known outside the database: row ``seq`` had hash ``hash``, says ``source``."""
+
+    seq: int
+    hash: str
+    source: str  # e.g. "checkpoint 2026-01-02.jsonl:7", "witness answers.txt:12"
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """One thing wrong with the chain or its anchors; ``seq`` is the first row it makes untrustworthy, if any."""
+
+    seq: int | None
+    kind: str  # missing, unlinked, edited, rewritten, truncated, bad_checkpoint, bad_witness
+    message: str
 
 
 @dataclass(frozen=True)
 class ChainReport:
-    """The result of walking the chain: how many rows were good, and the first broken one."""
+    """The result of walking the chain against its anchors: how many rows, how many anchors, every problem."""
 
     rows: int
-    broken_seq: int | None = None
-    problem: str | None = None
+    last_seq: int = 0
+    anchors: int = 0
+    problems: tuple[ChainProblem, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.broken_seq is None
+        return not self.problems
+
+    @property
+    def broken_seq(self) -> int | None:
+        """The first row that can no longer be trusted (None: intact, or only an anchor file is bad)."""
+        return min((p.seq for p in self.problems if p.seq is not None), default=None)
+
+    @property
+    def problem(self) -> str | None:
+        """The message of the first problem."""
+        return self.problems[0].message if self.problems else None
 
 
 def _value(value: Any) -> Any:
@@ -260,8 +308,9 @@ class _Sql:
 class GroupCommit:
     """A group written but not yet committed; ``finish()`` commits it, releases the chain lock and makes it durable."""
 
-    def __init__(self, log: AuditLog, used: dict[tuple[str, dt.date], int]):
+    def __init__(self, log: AuditLog, used: dict[tuple[str, dt.date], int], span: tuple[int, int, str] | None = None):
         self.log, self.used = log, used
+        self.span = span  # (seq before the group, seq and hash of its last row); None if it wrote no row
 
     def finish(self, *, sync: bool = True) -> None:
         """COMMIT and release the chain lock; then, unless ``sync`` is off (the caller will call ``log.sync()``
@@ -274,6 +323,7 @@ class GroupCommit:
             raise
         log._unlock()  # noqa: SLF001
         log.quota_used.update(self.used)
+        log._committed(self.span)  # noqa: SLF001
         if sync:
             log.sync()
 
@@ -281,9 +331,13 @@ class GroupCommit:
 class AuditLog:
     """Appends groups of rows to the chain, charging nonces and quotas in the same transaction; verifies the chain."""
 
-    def __init__(self, sessions: sessionmaker, salt: str, *, engine: Engine | None = None, synchronous: str = "FULL"):
+    def __init__(self, sessions: sessionmaker, salt: str, *, engine: Engine | None = None, synchronous: str = "FULL",
+                 checkpoints: Checkpoints | None = None):
         self.sessions = sessions
         self.salt = salt
+        self.checkpoints = checkpoints
+        self._head_lock = threading.Lock()
+        self._undurable: tuple[int, int, str] | None = None  # rows committed since the last sync began
         bind = sessions.kw["bind"]
         self.engine = engine or writer_engine(str(bind.url.render_as_string(hide_password=False)), synchronous)
         database = self.engine.url.database if self.engine.url.get_backend_name() == "sqlite" else None
@@ -367,16 +421,65 @@ class AuditLog:
         """Make every commit so far durable: fsync the WAL (a no-op when the database syncs its own commits)."""
         if self.wal_path is None:
             return
+        span = self._take_undurable()
+        try:
+            self._fsync_wal()
+        except BaseException:
+            self._note_undurable(span)  # the next sync covers these rows again
+            raise
+        self._anchor(span)
+
+    def _fsync_wal(self) -> None:
         try:
             # Opened each time (a few µs beside the fsync): always the current WAL file, and no descriptor shared
             # between the threads that may sync at once.
-            fd = os.open(self.wal_path, os.O_RDONLY)
+            fd = os.open(self.wal_path, os.O_RDONLY)  # type: ignore[arg-type]
         except FileNotFoundError:
             return  # no WAL: the last connection checkpointed it into the database file, which SQLite synced
         try:
             os.fdatasync(fd)  # the GIL is released meanwhile
         finally:
             os.close(fd)
+
+    # ----- anchors ------------------------------------------------------------------------------------------
+
+    def _committed(self, span: tuple[int, int, str] | None) -> None:
+        """A group is committed: anchor its head now if COMMIT is durable by itself, else after the next sync."""
+        if span is None or self.checkpoints is None:
+            return
+        if self.wal_path is None:
+            self._anchor(span)
+        else:
+            self._note_undurable(span)
+
+    def _note_undurable(self, span: tuple[int, int, str] | None) -> None:
+        if span is None:
+            return
+        with self._head_lock:
+            pending = self._undurable
+            if pending is None:
+                self._undurable = span
+            else:
+                high = span[1:] if span[1] > pending[1] else pending[1:]
+                self._undurable = (min(pending[0], span[0]), *high)
+
+    def _take_undurable(self) -> tuple[int, int, str] | None:
+        with self._head_lock:
+            span, self._undurable = self._undurable, None
+        return span
+
+    def _anchor(self, span: tuple[int, int, str] | None) -> None:
+        if span is not None and self.checkpoints is not None:
+            try:
+                self.checkpoints.durable(*span)
+            except Exception:  # noqa: BLE001 - the rows are committed: a late anchor must not withhold answers
+                logging.getLogger(__name__).exception("audit checkpoint failed")
+
+    def close(self) -> None:
+        """Checkpoint the last head this process committed (the API is stopping)."""
+        if self.checkpoints is not None:
+            self._anchor(self._take_undurable())  # the writer has stopped: what it committed was synced
+            self.checkpoints.close()
 
     def lock(self, *, wait: bool = True) -> bool:
         """Take the chain lock of this process and, on SQLite, of every process; False if ``wait`` is off and it is held."""
@@ -404,13 +507,13 @@ class AuditLog:
             raw = self._connection()
             cur = raw.cursor()
             try:
-                used = self._write_group(raw, cur, tickets)
+                used, span = self._write_group(raw, cur, tickets)
             finally:
                 cur.close()
         except BaseException:
             self._abandon()
             raise
-        return GroupCommit(self, used)
+        return GroupCommit(self, used, span)
 
     def _abandon(self) -> None:
         raw = self._raw
@@ -432,7 +535,8 @@ class AuditLog:
             fcntl.flock(self._file_lock, fcntl.LOCK_UN)
         self._lock.release()
 
-    def _write_group(self, raw: Any, cur: Any, tickets: Sequence[Ticket]) -> dict[tuple[str, dt.date], int]:
+    def _write_group(self, raw: Any, cur: Any,
+                     tickets: Sequence[Ticket]) -> tuple[dict[tuple[str, dt.date], int], tuple[int, int, str] | None]:
         # Plain DB-API on one dedicated connection: building SQLAlchemy statements would cost more than the commit.
         sql = _Sql.of(raw.dbapi_connection)
         cur.execute(sql.begin)  # SQLite: BEGIN IMMEDIATE; PostgreSQL: LOCK TABLE (self-conflicting)
@@ -441,6 +545,7 @@ class AuditLog:
         cur.execute(sql.tip)
         tip = cur.fetchone()
         seq, prev = (tip[0], tip[1]) if tip else (0, GENESIS)
+        low = seq
         rows = []
         for ticket in tickets:
             for content in self.contents(ticket):
@@ -448,12 +553,13 @@ class AuditLog:
                 row = {**content, "seq": seq, "prev_hash": prev}
                 prev = row["row_hash"] = row_hash(row)
                 rows.append(sql.audit_params(row))
+            ticket.head = (seq, prev)  # what its signed answer carries: the chain just after its own rows
         if rows:
             cur.executemany(sql.insert_audit, rows)
         if time.monotonic() - self._purged_at > NONCE_PURGE_SECONDS:
             self._purged_at = time.monotonic()
             cur.execute(sql.purge_nonces, (sql.time(dt.datetime.now(dt.UTC)),))
-        return used
+        return used, ((low, seq, prev) if rows else None)
 
     def _connection(self) -> Any:
         # One connection held by the appender (commits are serialised by self._lock): no pool round trip each time.
@@ -509,20 +615,48 @@ class AuditLog:
 
     # ----- reading ------------------------------------------------------------------------------------------
 
-    def verify(self) -> ChainReport:
-        """Walk the chain from the start; the first row whose link or content does not check out is reported."""
-        prev, expected_seq, rows = GENESIS, 1, 0
+    def verify(self, anchors: Sequence[Anchor] = (), problems: Sequence[ChainProblem] = ()) -> ChainReport:
+        """Walk the chain from the start against its hashes and ``anchors``; every problem found, first bad row first.
+
+        Read the anchors before calling: a checkpoint or answer made after the walk began may name rows it
+        has not seen. ``problems`` (of the files the anchors came from) are reported with the chain's own.
+        """
+        by_seq: dict[int, list[Anchor]] = {}
+        for anchor in anchors:
+            by_seq.setdefault(anchor.seq, []).append(anchor)
+        found: list[ChainProblem] = []
+        disagreeing: list[tuple[Anchor, str, int]] = []  # (anchor, the database's hash, highest row vouched before it)
+        prev, expected, rows, last_seq, vouched = GENESIS, 1, 0, 0, 0
         with self.sessions() as session:
             for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000):
+                seq = entry.seq
                 content = {c: getattr(entry, c) for c in STORED_COLUMNS}
-                if entry.seq != expected_seq:
-                    return ChainReport(rows, entry.seq, f"row {expected_seq} is missing")
-                if entry.prev_hash != prev:
-                    return ChainReport(rows, entry.seq, "does not link to the previous row")
+                if seq != expected:
+                    gap = (f"row {expected} is missing" if seq == expected + 1
+                           else f"rows {expected} to {seq - 1} are missing")
+                    found.append(ChainProblem(expected, "missing", gap))
+                elif entry.prev_hash != prev:
+                    found.append(ChainProblem(seq, "unlinked", f"row {seq} does not link to the previous row"))
                 if row_hash(content) != entry.row_hash:
-                    return ChainReport(rows, entry.seq, "content does not match its hash")
-                prev, expected_seq, rows = entry.row_hash, expected_seq + 1, rows + 1
-        return ChainReport(rows)
+                    found.append(ChainProblem(seq, "edited", f"row {seq}'s content does not match its hash"))
+                before = vouched
+                for anchor in by_seq.pop(seq, ()):
+                    if anchor.hash == entry.row_hash:
+                        vouched = seq
+                    else:
+                        disagreeing.append((anchor, entry.row_hash, before))
+                # Go on from this row whatever it was: each later problem is then one of its own.
+                prev, expected, rows, last_seq = entry.row_hash, seq + 1, rows + 1, seq
+        if disagreeing:
+            found.append(_rewritten(disagreeing))
+        beyond = [a for group in by_seq.values() for a in group if a.seq > last_seq]  # rows in a gap are reported above
+        if beyond:
+            found.append(_truncated(beyond, last_seq))
+        ordered = sorted([*found, *problems], key=lambda p: (p.seq is None, p.seq or 0))
+        if len(ordered) > MAX_PROBLEMS:
+            rest = len(ordered) - MAX_PROBLEMS + 1
+            ordered = [*ordered[:MAX_PROBLEMS - 1], ChainProblem(None, "more", f"and {rest} more problems")]
+        return ChainReport(rows, last_seq, len(anchors), tuple(ordered))
 
     def access_log(self, key: str, *, since: dt.datetime | None = None, limit: int = 1000) -> list[AuditEntry]:
         """Who was given something about the person or entity ``key`` (normalised), newest first."""
@@ -557,3 +691,22 @@ class AuditLog:
                 "records_released", "verifications", "not_found", "nothing_releasable", "refused")}
                     for row in session.execute(query)]
 
+
+
+def _rewritten(disagreeing: list[tuple[Anchor, str, int]]) -> ChainProblem:
+    """Rows rewritten with their hashes recomputed: somewhere after the last row an anchor vouches for."""
+    anchor, stored, vouched = disagreeing[0]
+    where = f"row {anchor.seq} was" if vouched + 1 == anchor.seq else f"a row from {vouched + 1} to {anchor.seq} was"
+    more = f"; {len(disagreeing) - 1} later anchor(s) disagree too" if len(disagreeing) > 1 else ""
+    return ChainProblem(vouched + 1, "rewritten",
+                        f"{where} rewritten and the hashes after it recomputed: {anchor.source} holds row {anchor.seq} "
+                        f"as {anchor.hash[:16]}…, the database as {stored[:16]}…{more}")
+
+
+def _truncated(beyond: list[Anchor], last_seq: int) -> ChainProblem:
+    """Rows cut off the end: an anchor saw the chain longer than the database holds it."""
+    furthest = max(beyond, key=lambda a: a.seq)
+    ends = "every row was deleted" if last_seq == 0 else f"the database ends at row {last_seq}"
+    span = f"row {furthest.seq} is" if furthest.seq == last_seq + 1 else f"rows {last_seq + 1} to {furthest.seq} are"
+    return ChainProblem(last_seq + 1, "truncated", f"{span} missing: {furthest.source} saw the chain at row "
+                                                   f"{furthest.seq}, {ends}")

@@ -21,6 +21,10 @@ class ApiSettings(BaseSettings):
     audit_group_max: int = Field(default=512, ge=1, description="Most audit rows committed in one group.")
     audit_writer: str = Field(default="auto", description="inline (event loop), thread, or auto (inline on SQLite).")
     audit_synchronous: str = Field(default="FULL", description="SQLite synchronous mode of the audit writer.")
+    audit_checkpoint_rows: int = Field(
+        default=1_000, ge=1, description="A signed checkpoint of the audit chain's head each time it passes a multiple of this.")
+    audit_checkpoint_seconds: float = Field(
+        default=60.0, gt=0, description="At most this long between a committed audit row and a checkpoint covering it.")
     citizen_portal_departments: str = Field(
         default="citizen_portal", description="Comma-separated departments allowed to read citizens' access logs.")
     timezone: str = Field(default="Asia/Shanghai", description="Whose calendar 'today' follows in verifications.")

@@ -10,6 +10,7 @@ Layout::
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc.jwk import OKPKey
@@ -26,6 +28,7 @@ from exchange_api.jose import JWS_ALG
 
 SUBDIR = "hub-signing"
 ACTIVE = "ACTIVE"
+_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a JWK thumbprint is base64url
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,18 @@ class HubKeyring:
         others = sorted(p.stem for p in self.dir.glob("*.pem") if p.stem != active.kid)
         with self._lock:
             return [active, *(self._load(kid) for kid in others)]
+
+    def verify(self, kid: str, message: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` over ``message`` is by the hub key ``kid`` (any key ever made here, active or not)."""
+        if not _KID.fullmatch(kid) or not (self.dir / f"{kid}.pem").is_file():
+            return False  # a kid from outside never names a path of its own
+        try:
+            with self._lock:
+                key = self._load(kid)
+            key.private_key.public_key().verify(signature, message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
 
     def jwks(self) -> dict[str, Any]:
         """The public keys as a JWK Set."""

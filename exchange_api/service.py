@@ -33,6 +33,7 @@ from exchange_api.audit import (
     ANSWERED, NOT_ALLOWED, NOT_FOUND, OVER_QUOTA, REPLAYED, VERIFIED, AuditDraft, AuditItem, AuditLog, Ticket,
     audit_salt,
 )
+from exchange_api.audit_checkpoints import Checkpoints, checkpoint_dir
 from exchange_api.config import ApiSettings
 from exchange_api.errors import (
     AsOfUnavailable, AuditUnavailable, InvalidRequest, describe_validation_errors, error_response, retry_headers,
@@ -164,7 +165,10 @@ class Exchange:
         self.keyring = HubKeyring(settings.keys_dir)
         self.snapshots = CurrentSnapshot(settings.snapshots_dir)
         self.verifier = RequestVerifier(self.registry, settings.signature_window_seconds)
-        self.audit = AuditLog(self.sessions, audit_salt(settings.keys_dir), synchronous=self.api.audit_synchronous)
+        checkpoints = Checkpoints(checkpoint_dir(settings.data_dir), self.keyring, every_rows=self.api.audit_checkpoint_rows,
+                                  every_seconds=self.api.audit_checkpoint_seconds)
+        self.audit = AuditLog(self.sessions, audit_salt(settings.keys_dir), synchronous=self.api.audit_synchronous,
+                              checkpoints=checkpoints)
         self.writer = GroupWriter(self.audit, self.api.audit_group_max, self.api.audit_writer)
         self.rates = RateLimiter()
         self.metrics = Metrics()
@@ -173,6 +177,7 @@ class Exchange:
 
     def close(self) -> None:
         self.writer.close()
+        self.audit.close()  # a last signed checkpoint of the chain head
 
     def today(self) -> dt.date:
         return dt.datetime.now(self.tz).date()
@@ -253,6 +258,8 @@ class Exchange:
                 elif ticket.verdict == OVER_QUOTA:
                     code = "quota_exceeded"
                     response = error_response(429, code, "the department's daily quota is used up", request_id)
+                elif isinstance(response, answers.PendingAnswer) and ticket.head is not None:
+                    response.sign(ticket.head)  # the chain head after its own row: known only now
         if code:
             state["error_code"] = code
         # Answers name people and what the hub holds on them; a refusal names the request: neither may be kept.
@@ -316,7 +323,7 @@ class Exchange:
         return dt.datetime.combine(value + dt.timedelta(days=1), dt.time(), tzinfo=self.tz) - dt.timedelta(microseconds=1)
 
     def _jose(self, payload: dict[str, Any]) -> Response:
-        return Response(answers.sign_answer(payload, self.keyring), media_type=answers.MEDIA_TYPE)
+        return answers.PendingAnswer(payload, self.keyring)  # signed in handle(), once its audit row is written
 
     # ----- lookups ------------------------------------------------------------------------------------------
 

@@ -276,18 +276,52 @@ def usage(
     console.print(f"paper proofs replaced (records released + verifications answered): [bold]{total:,}[/]")
 
 
-def verify_audit() -> None:
-    """Walk the audit log's hash chain; exit 1 at the first broken link."""
+def verify_audit(
+    witness: Annotated[list[Path] | None, typer.Option(
+        "--witness", help="A department's witness: its answers (compact JWS) or {seq, hash} heads, one a line. "
+                          "Repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check the audit chain against its hashes, the hub's signed checkpoints and any witness; exit 1 at the first bad row."""
+    import json
+
     from exchange_api.audit import AuditLog, audit_salt
+    from exchange_api.audit_checkpoints import checkpoint_dir, read_checkpoints
+    from exchange_api.audit_witness import read_witness
+    from exchange_api.hub_keys import HubKeyring
 
     settings = get_settings()
-    report = AuditLog(_sessions(), audit_salt(settings.keys_dir)).verify()
-    if report.ok:
-        console.print(f"audit chain intact: {report.rows:,} rows")
-        return
-    console.print(f"[red]audit chain broken at row {report.broken_seq}:[/] {report.problem} "
-                  f"(intact before it: {report.rows:,} rows)")
-    raise typer.Exit(1)
+    missing = [str(path) for path in witness or () if not path.is_file()]
+    if missing:
+        for path in missing:
+            console.print(f"[red]error:[/] witness file not found: {path}", soft_wrap=True)
+        raise typer.Exit(1)
+    keyring = HubKeyring(settings.keys_dir)
+    # Anchors first, rows after: a checkpoint or answer made meanwhile names rows the walk will then see.
+    anchors, problems = read_checkpoints(checkpoint_dir(settings.data_dir), keyring)
+    checkpoints, heads, skipped = len(anchors), 0, 0
+    for path in witness or ():
+        found, bad, without_head = read_witness(path, keyring)
+        anchors, problems, heads, skipped = [*anchors, *found], [*problems, *bad], heads + len(found), skipped + without_head
+    report = AuditLog(_sessions(), audit_salt(settings.keys_dir)).verify(anchors, problems)
+    if as_json:
+        print(json.dumps({"ok": report.ok, "rows": report.rows, "last_seq": report.last_seq, "checkpoints": checkpoints,
+                          "witness_heads": heads, "witness_answers_without_head": skipped,
+                          "first_bad_seq": report.broken_seq,
+                          "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in report.problems]},
+                         ensure_ascii=False))
+    elif report.ok:
+        console.print(f"audit chain intact: {report.rows:,} rows, agreeing with {checkpoints:,} checkpoint(s) "
+                      f"and {heads:,} witness head(s)", soft_wrap=True)
+    else:
+        first = report.problems[0]
+        headline = (f"audit chain broken at row {report.broken_seq}" if report.broken_seq is not None
+                    else "audit chain anchors not trustworthy")
+        console.print(f"[red]{headline}:[/] {first.message}", soft_wrap=True)
+        for problem in report.problems[1:]:
+            console.print(f"  also: {problem.message}", soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -130,7 +130,7 @@ def test_a_deleted_row_is_detected(hub_env):
         con.execute("DELETE FROM exchange_audit_log WHERE seq = 2")
     code, output = _verify_cli()
     assert code == 1
-    assert "broken at row 3" in output and "row 2 is missing" in output
+    assert "broken at row 2" in output and "row 2 is missing" in output  # the first bad row is the missing one
 
 
 def test_rows_written_before_the_operation_column_still_verify(hub_env):
