@@ -1,7 +1,8 @@
 """Publish: write a complete new snapshot, then switch ``CURRENT`` with an atomic rename.
 
 A crash at any point before the rename leaves the previous snapshot serving and untouched; the
-half-written folder is named ``.partial`` and removed by the next publish. Every file is on disk
+half-written folder is named ``.partial`` and removed by the next publish, as is a version renamed
+but never switched to; a publish that fails (a full disk) removes what it wrote itself. Every file is on disk
 (fsync) before the folder takes its final name, so a power cut cannot leave ``CURRENT`` naming
 empty files. Pruning renames a snapshot to ``.pruning`` before deleting it, so a crash mid-delete
 leaves no half-deleted ``vNNNNNN`` behind, only a leftover the next publish removes.
@@ -73,8 +74,10 @@ def publish(work: duckdb.DuckDBPyConnection, snapshots_dir: Path, runs: list[str
     for pattern in LEFTOVERS:
         for stale in snapshots_dir.glob(pattern):
             shutil.rmtree(stale, ignore_errors=True)
-    version = _next_version(snapshots_dir)
+    version = _next_version(snapshots_dir)  # before the sweep: a number once given is not given again
+    _sweep_unswitched(snapshots_dir)
     partial = snapshots_dir / f"{version}.partial"
+    final = snapshots_dir / version
     partial.mkdir()
     try:
         tables = _write_tables(work, partial)
@@ -83,7 +86,6 @@ def publish(work: duckdb.DuckDBPyConnection, snapshots_dir: Path, runs: list[str
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         _fsync_files(partial)
         _reached("manifest")
-        final = snapshots_dir / version
         partial.rename(final)
         _fsync_dir(snapshots_dir)
         _reached("renamed")
@@ -94,6 +96,8 @@ def publish(work: duckdb.DuckDBPyConnection, snapshots_dir: Path, runs: list[str
         _reached("switched")
     except (OSError, duckdb.Error) as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        if final.exists() and _current_or_none(snapshots_dir) != version:
+            _remove(snapshots_dir, version)  # renamed but never switched to: nobody reads it, and it fills the disk
         raise PublishError(f"publishing {version} failed; the previous snapshot keeps serving: {exc}") from exc
     prune(snapshots_dir, keep)
     return PublishResult(version, final, tables)
@@ -177,17 +181,37 @@ def _write_side_tables(work: duckdb.DuckDBPyConnection, target: Path, present: s
     return written
 
 
+def _current_or_none(snapshots_dir: Path) -> str:
+    try:
+        return current_name(snapshots_dir)
+    except Exception:  # noqa: BLE001 - nothing published: nothing to protect
+        return ""
+
+
+def _remove(snapshots_dir: Path, name: str) -> None:
+    doomed = snapshots_dir / f"{name}.pruning"
+    os.rename(snapshots_dir / name, doomed)  # gone at once under its own name, then deleted at leisure
+    _reached(f"pruning:{name}")
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _sweep_unswitched(snapshots_dir: Path) -> list[str]:
+    """Remove versions newer than ``CURRENT``: a publish killed after its rename and before its switch left them."""
+    current = _current_or_none(snapshots_dir)
+    if not current:
+        return []  # without CURRENT nothing says which versions were ever served: keep them all
+    # Publishes run one at a time (the warehouse run lock), so no other publish is writing one of these.
+    orphans = [p.name for p in snapshots_dir.glob("v*") if _VERSION.match(p.name) and p.name > current]
+    for name in sorted(orphans):
+        _remove(snapshots_dir, name)
+    return orphans
+
+
 def prune(snapshots_dir: Path, keep: int) -> list[str]:
     """Remove all but the newest ``keep`` snapshots; never the current one."""
-    try:
-        current = current_name(snapshots_dir)
-    except Exception:  # noqa: BLE001 - nothing published: nothing to protect
-        current = ""
+    current = _current_or_none(snapshots_dir)
     versions = sorted(p.name for p in snapshots_dir.glob("v*") if _VERSION.match(p.name))
     removed = [v for v in versions[:-keep] if v != current]
     for name in removed:
-        doomed = snapshots_dir / f"{name}.pruning"
-        os.rename(snapshots_dir / name, doomed)  # gone at once under its own name, then deleted at leisure
-        _reached(f"pruning:{name}")
-        shutil.rmtree(doomed, ignore_errors=True)
+        _remove(snapshots_dir, name)
     return removed
