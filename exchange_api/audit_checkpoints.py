@@ -135,7 +135,7 @@ def read_checkpoints(folder: Path, keyring: HubKeyring) -> tuple[list[Anchor], l
     problems: list[ChainProblem] = []
     for path in sorted(Path(folder).glob("*.jsonl")):
         try:
-            raw_lines = path.read_bytes().splitlines()
+            raw_lines = _read_whole_lines(path)
         except OSError as exc:
             problems.append(ChainProblem(None, "bad_checkpoint",
                                          f"checkpoint file {path.name} cannot be read: {exc.strerror}"))
@@ -150,6 +150,13 @@ def read_checkpoints(folder: Path, keyring: HubKeyring) -> tuple[list[Anchor], l
                 problems.append(ChainProblem(None, "bad_checkpoint", f"{source} is not a checkpoint signed by the hub: "
                                                                        f"{exc} (a forged or edited line)"))
     return anchors, problems
+
+
+def _read_whole_lines(path: Path) -> list[bytes]:
+    """The file's lines, read under a shared lock: never half a line an API process is appending."""
+    with path.open("rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+        return fh.read().splitlines()
 
 
 def _checkpoint(raw: bytes, keyring: HubKeyring, source: str) -> Anchor:
