@@ -184,7 +184,9 @@ def free_port() -> int:
 
 
 def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT),
+           # The benchmark looks up many people on purpose: sweep detection runs (its cost is measured), never trips.
+           "HUB_API_SWEEP_MIN_KEYS": str(10**12), "HUB_API_SWEEP_NOT_FOUND_RUN": str(10**12)}
     cmd = [sys.executable, "-m", "uvicorn", "exchange_api.app:create_app", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
            "--loop", "uvloop", "--http", "httptools"]

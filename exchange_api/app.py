@@ -80,7 +80,8 @@ ERROR_CODES: dict[int, dict[str, str]] = {
           "unknown_purpose": "the purpose is not in the hub's purpose catalogue (or retired)",
           "purpose_not_for_library": "the purpose is registered, but not for the library asked about"},
     429: {"rate_limited": "over the department's requests/s in this process (Retry-After)",
-          "quota_exceeded": "the department's daily record quota is used up (Retry-After)"},
+          "quota_exceeded": "the department's daily record quota is used up (Retry-After)",
+          "sweep_suspected": "the department's lookups look like an enumeration of keys: throttled (Retry-After)"},
     500: {"internal_error": "unexpected failure: no answer is released"},
     503: {"snapshot_unavailable": "no published snapshot yet",
           "audit_unavailable": "the audit row could not be written (disk full, database down): no answer is released "

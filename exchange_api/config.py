@@ -25,6 +25,15 @@ class ApiSettings(BaseSettings):
         default=1_000, ge=1, description="A signed checkpoint of the audit chain's head each time it passes a multiple of this.")
     audit_checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="At most this long between a committed audit row and a checkpoint covering it.")
+    sweep_detection: bool = Field(default=True, description="Detect and throttle departments that enumerate keys.")
+    sweep_window_seconds: float = Field(default=60.0, gt=0, description="The window distinct keys are counted in.")
+    sweep_min_keys: int = Field(
+        default=500, ge=1, description="Distinct keys a department may look up in a window whatever its baseline.")
+    sweep_baseline_factor: float = Field(
+        default=10.0, ge=1, description="A window above this many times the department's own baseline is a sweep.")
+    sweep_not_found_run: int = Field(default=100, ge=1, description="Not-found answers in a row that make a sweep.")
+    sweep_throttle_seconds: float = Field(
+        default=900.0, gt=0, description="How long a department found sweeping is refused (429 sweep_suspected).")
     citizen_portal_departments: str = Field(
         default="citizen_portal", description="Comma-separated departments allowed to read citizens' access logs.")
     timezone: str = Field(default="Asia/Shanghai", description="Whose calendar 'today' follows in verifications.")

@@ -2,8 +2,9 @@
 
 ::
 
-    body size (413) → signature (401) → rate limit, quota (429) → body (422) → batch bound (413)
-      → permission (403) → answer from the snapshot → audit group commit → response
+    body size (413) → signature (401) → rate limit, sweep throttle, quota (429) → body, purpose (422)
+      → batch bound (413) → permission (403) → answer from the snapshot → sweep watch → audit group commit
+      → response
 
 The audit commit decides the last two refusals: a nonce already seen (401 ``replayed_nonce``) and a daily
 quota used up by other processes meanwhile (429 ``quota_exceeded``). Whatever the outcome, a request
@@ -13,6 +14,7 @@ written, the response is a 500 and the answer is dropped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -49,8 +51,9 @@ from exchange_api.permissions import AccessDecision, data_fields, decide, unknow
 from exchange_api.purposes import check_purpose
 from exchange_api.registry import Limits, RegistryCache
 from exchange_api.request_signatures import RequestVerifier, SignatureRefused, SignedMessage, VerifiedCaller
+from exchange_api.sweeps import SweepDetector, alert_ticket, observed
 from exchange_api.writer import GroupWriter
-from hub.errors import ApiError, Forbidden, InvalidIdentifier, PayloadTooLarge, SnapshotError
+from hub.errors import ApiError, Forbidden, InvalidIdentifier, PayloadTooLarge, RateLimited, SnapshotError
 from hub.settings import Settings
 from schemas import LIBRARIES, Library, library
 from warehouse.published import CurrentSnapshot, PublishedSnapshot
@@ -174,6 +177,8 @@ class Exchange:
         self.metrics = Metrics()
         self.tz = zoneinfo.ZoneInfo(self.api.timezone)
         self.metrics.gauges.append(self._gauges)
+        self.sweeps = SweepDetector(self.api)
+        self.metrics.gauges.append(self.sweeps.gauges)
 
     def close(self) -> None:
         self.writer.close()
@@ -218,6 +223,11 @@ class Exchange:
             limits = self.registry.limits(caller.department)
             ticket.daily_quota = limits.daily_quota
             self.rates.take(caller.department, limits)
+            try:
+                self.sweeps.check(caller.department, operation)
+            except RateLimited:
+                _note_unproven_body(draft, body)  # which record a throttled sweep went on to ask for, for the audit
+                raise
             call = Call(request, body, caller, draft, ticket, limits)
             result = answer(call)
             response = await result if isinstance(result, Awaitable) else result  # type: ignore[misc]
@@ -243,8 +253,14 @@ class Exchange:
         if draft.attributable:
             if message and not draft.reason:
                 draft.reason = message
+            detection = (self.sweeps.observe(draft.department, operation, *observed(draft))  # type: ignore[arg-type]
+                         if response.status_code == 200 and draft.authenticated else None)
             try:
-                await self.writer.submit(ticket)
+                if detection is None:
+                    await self.writer.submit(ticket)
+                else:  # the detection's own audit row goes in the same group commit as the request's
+                    log.warning("department %s throttled: %s", draft.department, detection.reason)
+                    await asyncio.gather(self.writer.submit(ticket), self.writer.submit(alert_ticket(draft, detection)))
             except Exception:
                 # The writer logged the cause; the caller only learns that no answer leaves without its row.
                 unavailable = AuditUnavailable("the audit log cannot be written; no answer is released, retry later")

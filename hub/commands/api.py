@@ -204,6 +204,38 @@ def purposes(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     console.print(table)
 
 
+def api_status(
+    hours: Annotated[float, typer.Option(help="Look this many hours back.")] = 24.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Alerts of the exchange API: departments found sweeping (enumerating keys), and whether they are throttled."""
+    import json
+
+    from rich.table import Table
+
+    from exchange_api.config import ApiSettings
+    from exchange_api.sweeps import sweep_report
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    rows = sweep_report(_sessions(), since=since, throttle_seconds=ApiSettings().sweep_throttle_seconds)
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    throttled = [r for r in rows if r["throttled_until"]]
+    if not rows:
+        console.print(f"no sweep detected in the last {hours:g} h")
+        return
+    if throttled:
+        console.print(f"[bold red]ALERT:[/] {len(throttled)} department(s) throttled for a suspected sweep")
+    table = Table(title=f"Suspected sweeps in the last {hours:g} h")
+    for col in ("department", "detections", "last detection (UTC)", "why", "throttled requests", "throttled until"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["department"] or "", str(r["detections"]), (r["last_detection"] or "")[:19], r["last_reason"] or "",
+                      str(r["throttled_requests"]), (r["throttled_until"] or "no")[:19])
+    console.print(table)
+
+
 def _audit_log():  # type: ignore[no-untyped-def]
     from exchange_api.audit import AuditLog, audit_salt
 
@@ -344,6 +376,7 @@ def register(app: typer.Typer) -> None:
     app.command("retire-purpose")(retire_purpose)
     app.command("load-purposes")(load_purposes)
     app.command("purposes")(purposes)
+    app.command("api-status")(api_status)
     app.command("verify-audit")(verify_audit)
     app.command("access-log")(access_log)
     app.command("usage")(usage)

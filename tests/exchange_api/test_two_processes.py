@@ -22,7 +22,7 @@ from exchange_api.models import exchange_sessions
 from exchange_api.registry import add_key, register_department, set_limits
 from hub.settings import Settings
 from tests.conftest import POSTGRES_URL
-from tests.exchange_api.conftest import PERSON_ID, json_request, lookup_body, write_snapshot
+from tests.exchange_api.conftest import PERSON_ID, json_request, lookup_body, seed_purposes, write_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 PURPOSE = "social_assistance"
@@ -71,6 +71,7 @@ def two_hubs(tmp_path_factory):
     settings = Settings(data_dir=data_dir, metadata_url=url)
     write_snapshot(settings.snapshots_dir, "v000001")
     exchange_sessions(settings)  # creates the tables in our schema
+    seed_purposes(settings)  # the purpose catalogue, in PostgreSQL too
     audit_salt(settings.keys_dir)  # one salt file for both, as a shared keys volume gives them
     processes = [_start(data_dir, url) for _ in range(2)]
     try:
