@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Boolean, Engine, String, Text
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from exchange_api.errors import InvalidRequest
 from exchange_api.models import UtcDateTime, utcnow
