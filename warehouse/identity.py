@@ -226,11 +226,12 @@ def _retire_changed(conn: duckdb.DuckDBPyConnection, library: str) -> int:
 def _score(conn: duckdb.DuckDBPyConnection, cfg: IdentityConfig, entities: int) -> tuple[Model | None, pa.Table]:
     """Splink's pairs for every candidate (trained on all of them, so a run's weights do not depend on what was linked).
 
-    Each blocking rule's comparisons are counted first; a rule over ``max_comparisons`` is left out.
+    Each blocking rule's comparisons are counted first; a rule over either bound of ``blocking`` is left out.
     """
     counts = data.count_comparisons(conn, cfg.blocking_rules)
+    (n_candidates,) = conn.execute(f"SELECT count(*) FROM {data.CANDIDATE_TABLE}").fetchone()
     for c in counts:
-        c["used"] = c["comparisons"] <= cfg.max_comparisons
+        c["used"] = cfg.admits(c["comparisons"], n_candidates)
     rules = [tuple(c["rule"]) for c in counts if c["used"]]
     with tempfile.TemporaryDirectory(prefix="hub-identity-") as tmp:
         blocked, sample = Path(tmp) / "blocked.parquet", Path(tmp) / "sample.parquet"

@@ -59,6 +59,7 @@ class IdentityConfig:
     training: tuple[tuple[str, ...], ...]
     blocking_rules: tuple[tuple[str, ...], ...]
     max_comparisons: int
+    max_comparisons_per_record: int
     comparisons: dict[str, tuple[Level, ...]]
 
     @property
@@ -66,6 +67,12 @@ class IdentityConfig:
         """The threshold as a match weight: log2 of the posterior odds."""
         p = self.threshold_match_probability
         return math.inf if p >= 1 else math.log2(p / (1 - p))
+
+    def admits(self, comparisons: int, candidates: int) -> bool:
+        """Whether a blocking rule making ``comparisons`` pairs for ``candidates`` records is used in this run."""
+        # Both bounds: the total keeps a run's cost in hand at any size, the mean per record keeps a rule that
+        # blocks on almost nothing (a surname alone) out of small libraries too, where it would pass the total.
+        return comparisons <= self.max_comparisons and comparisons <= self.max_comparisons_per_record * max(candidates, 1)
 
 
 def _number(value: Any) -> bool:
@@ -203,22 +210,23 @@ def _library(name: str, section: Any) -> tuple[IdentityConfig | None, list[str]]
     training = _rules(f"{where}.training", section.get("training"), problems) if "training" in section else ()
     blocking = section.get("blocking")
     rules: tuple[tuple[str, ...], ...] = ()
-    cap = 0
+    cap = per_record = 0
     if blocking is not None:
-        if not isinstance(blocking, dict) or set(blocking) - {"rules", "max_comparisons"}:
-            problems.append(f"{where}.blocking: expected {{max_comparisons: N, rules: [[col, ...], ...]}}")
+        if not isinstance(blocking, dict) or set(blocking) - {"rules", "max_comparisons", "max_comparisons_per_record"}:
+            problems.append(f"{where}.blocking: expected {{max_comparisons: N, max_comparisons_per_record: M, "
+                            "rules: [[col, ...], ...]}")
         else:
             rules = _rules(f"{where}.blocking.rules", blocking.get("rules"), problems)
-            cap = blocking.get("max_comparisons")
-            if not _whole(cap, 1):
-                problems.append(f"{where}.blocking.max_comparisons: must be a whole number >= 1, got {cap!r}")
-                cap = 0
+            cap, per_record = blocking.get("max_comparisons"), blocking.get("max_comparisons_per_record")
+            for key, value in (("max_comparisons", cap), ("max_comparisons_per_record", per_record)):
+                if not _whole(value, 1):
+                    problems.append(f"{where}.blocking.{key}: must be a whole number >= 1, got {value!r}")
     comparisons = _comparisons(f"{where}.comparisons", section.get("comparisons"), problems) \
         if "comparisons" in section else {}
     if problems:
         return None, problems
     return IdentityConfig(name, float(p), float(margin), int(section["seed"]), int(section["max_pairs_for_u"]),
-                          int(section["max_pairs_for_em"]), float(recall), float(smoothing), tuple(optional), deterministic, training, rules, int(cap), comparisons), []
+                          int(section["max_pairs_for_em"]), float(recall), float(smoothing), tuple(optional), deterministic, training, rules, int(cap), int(per_record), comparisons), []
 
 
 def parse_config(data: Any) -> dict[str, IdentityConfig]:

@@ -16,7 +16,7 @@ import itertools
 import json
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -334,7 +334,7 @@ def blocking(env) -> Blocking:
         candidates = data.load_candidates(conn, LIBRARY, KEY, CFG)
         entities = data.load_entities(conn, LIBRARY, KEY, CFG.seed, SAMPLE_SIZE)
         counts = data.count_comparisons(conn, CFG.blocking_rules)
-        rules = [tuple(c["rule"]) for c in counts if c["comparisons"] <= CFG.max_comparisons]
+        rules = [tuple(c["rule"]) for c in counts if CFG.admits(c["comparisons"], candidates)]
         loaded = {r for (r,) in conn.execute(f"SELECT source_record_id FROM {data.CANDIDATE_TABLE}").fetchall()}
         ids = dict(conn.execute(f"SELECT unique_id, source_record_id FROM {data.CANDIDATE_TABLE}").fetchall())
         cand_table, blocked = data.candidate_table(conn), data.blocked_entities(conn, rules)
@@ -384,9 +384,19 @@ def test_blocking_finds_the_person_when_the_name_is_written_in_chinese_character
 
 
 def test_each_rule_counts_the_comparisons_splink_makes(blocking):
-    used = [c for c in blocking.counts if c["comparisons"] <= CFG.max_comparisons]
+    used = [c for c in blocking.counts if CFG.admits(c["comparisons"], blocking.candidates)]
     assert [c["rule"] for c in blocking.counts] == [list(r) for r in CFG.blocking_rules]
     assert [c["comparisons"] for c in used] == blocking.splink_counts
+
+
+def test_a_rule_over_either_bound_is_left_out():
+    # The total keeps a large library's run in hand; the mean per record keeps a rule on a surname alone
+    # out of a small library too (200 k people: 31 M pairs, 5,700 per record, under the total).
+    cfg = replace(CFG, max_comparisons=1_000, max_comparisons_per_record=10)
+    assert cfg.admits(1_000, 100) and cfg.admits(100, 10)
+    assert not cfg.admits(1_001, 1_000)  # over the total, though 1 per record
+    assert not cfg.admits(101, 10)  # under the total, but 10.1 per record
+    assert CFG.max_comparisons_per_record * 1_000 < CFG.max_comparisons  # the shipped bounds both bite
 
 
 # --- 2. linking through resolve_identities ----------------------------------------------------------------
