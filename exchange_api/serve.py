@@ -10,6 +10,7 @@ The processes share the metadata database (nonces, quotas, the audit chain) and 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import multiprocessing as mp
 import os
 import signal
@@ -28,6 +29,9 @@ def _socket(host: str, port: int) -> socket.socket:
 
 
 def _run_one(host: str, port: int, log_level: str) -> None:
+    # A fatal signal (SIGBUS from a memory-mapped serving file truncated under us) can't be caught:
+    # faulthandler at least writes every thread's traceback to stderr, so the log says why the process died.
+    faulthandler.enable()
     import uvicorn
 
     from exchange_api.app import create_app

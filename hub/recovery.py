@@ -20,6 +20,7 @@ import duckdb
 from hub import jobs
 from hub.db import metadata_engine
 from hub.errors import PipelineError, SnapshotError
+from hub.run_lock import WAREHOUSE, run_lock
 from hub.settings import get_settings
 from schemas import LIBRARIES
 from warehouse.publish import PublishResult
@@ -77,28 +78,30 @@ def rebuild(*, publish: bool = False, force: bool = False, run_id: str | None = 
     """Move the working database aside and rebuild it from the landings, the decision log and the published history."""
     settings = get_settings()
     run_id = run_id or f"rebuild__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-    check = check_work(settings.warehouse_dir)
-    if check.state == LOCKED:
-        raise RebuildRefused(f"{check.problems[0]}; stop it first, nothing was changed")
-    if check.ok and not force:
-        raise RebuildRefused(f"{check.path} is whole ({sum(check.tables.values()):,} rows in {len(check.tables)} tables); "
-                             "rebuild it anyway with --force")
-    moved = move_aside(settings.warehouse_dir)
-    with open_work(settings.warehouse_dir) as conn:
-        history = seed_history(conn, settings.snapshots_dir)
-    names = list(jobs.sources())
-    staged = {name: jobs.stage(name) for name in names}
-    # The quarantine comes back open: its decisions are replayed now, and the released records staged.
-    with open_work(settings.warehouse_dir) as conn:
-        replayed = replay(conn)
-    for name in names:
-        again = jobs.stage(name)
-        first = staged[name]
-        staged[name] = StageResult(name, first.landings + again.landings, first.staged + again.staged,
-                                   first.quarantined + again.quarantined, again.held, first.released + again.released)
-    published = jobs.reconcile_and_publish(run_id) if publish else None
-    rows = sum(r.staged for r in staged.values())
-    detail = f"moved aside: {moved}" if moved else "no working database to move aside"
-    record_run(metadata_engine(), run_id, "rebuild", "warehouse", "success", rows,
-               detail=f"{detail}; {check.state}: {'; '.join(check.problems) or 'whole'}")
+    # The whole rebuild under the warehouse's run lock: no run may stage or publish between the check and the end.
+    with run_lock(settings.data_dir, [WAREHOUSE], run_id, "rebuild"):
+        check = check_work(settings.warehouse_dir)
+        if check.state == LOCKED:
+            raise RebuildRefused(f"{check.problems[0]}; stop it first, nothing was changed")
+        if check.ok and not force:
+            raise RebuildRefused(f"{check.path} is whole ({sum(check.tables.values()):,} rows in {len(check.tables)} tables); "
+                                 "rebuild it anyway with --force")
+        moved = move_aside(settings.warehouse_dir)
+        with open_work(settings.warehouse_dir) as conn:
+            history = seed_history(conn, settings.snapshots_dir)
+        names = list(jobs.sources())
+        staged = {name: jobs.stage(name) for name in names}
+        # The quarantine comes back open: its decisions are replayed now, and the released records staged.
+        with open_work(settings.warehouse_dir) as conn:
+            replayed = replay(conn)
+        for name in names:
+            again = jobs.stage(name)
+            first = staged[name]
+            staged[name] = StageResult(name, first.landings + again.landings, first.staged + again.staged,
+                                       first.quarantined + again.quarantined, again.held, first.released + again.released)
+        published = jobs.reconcile_and_publish(run_id) if publish else None
+        rows = sum(r.staged for r in staged.values())
+        detail = f"moved aside: {moved}" if moved else "no working database to move aside"
+        record_run(metadata_engine(), run_id, "rebuild", "warehouse", "success", rows,
+                   detail=f"{detail}; {check.state}: {'; '.join(check.problems) or 'whole'}")
     return RebuildResult(check, moved, history, staged, replayed, published)
