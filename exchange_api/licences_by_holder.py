@@ -17,13 +17,14 @@ from starlette.responses import Response
 from exchange_api import answers
 from exchange_api.audit import ANSWERED, NOT_FOUND
 from exchange_api.lookup import LicencesByHolderRequest, normalise_key
-from exchange_api.service import Call, Exchange, _status_on, licence_valid_on, parse
+from exchange_api.service import Call, Exchange, parse
 from hub.errors import Forbidden
 from schemas import library
+from schemas.licences import status_on, valid_on
 from warehouse.published import PublishedSnapshot
 
 HOLDER = "holder_id"
-# What the rule of licence_valid_on reads, whatever the caller may see.
+# What the rule of schemas.licences.valid_on reads, whatever the caller may see.
 RULE_COLUMNS = ("licence_number", "licence_type", "holder_id", "valid_from", "valid_to", "status", "status_date",
                 "status_history", "source_department", "source_updated_at")
 
@@ -68,8 +69,8 @@ def answer(exchange: Exchange, call: Call) -> Response:
         if wanted is not None and record.get("licence_type") not in wanted:
             continue
         item = answers.record_result(record["licence_number"], record, decision.released)
-        item["status"] = _status_on(record, on, as_it_stood)
-        item["valid"] = licence_valid_on(record, on, as_it_stood)
+        item["status"] = status_on(record, on, as_it_stood)
+        item["valid"] = valid_on(record, on, as_it_stood)
         items.append(item)
     draft.outcome, draft.fields_released = (ANSWERED, decision.released) if items else (NOT_FOUND, ())
     draft.reason = f"{len(items)} licence(s) of the holder; {decision.reason}"

@@ -56,13 +56,13 @@ from exchange_api.writer import GroupWriter
 from hub.errors import ApiError, Forbidden, InvalidIdentifier, PayloadTooLarge, RateLimited, SnapshotError
 from hub.settings import Settings
 from schemas import LIBRARIES, Library, library
+from schemas.licences import valid_on
 from warehouse.published import CurrentSnapshot, PublishedSnapshot
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
-VALID_LICENCE_STATUSES = frozenset({"issued", "renewed"})
 # The days a request may name: the start and end of each are representable in UTC whatever the time zone
 # (answers and the audit write UTC), so no date a client sends can overflow a conversion.
 FIRST_DAY, LAST_DAY = dt.date(1, 1, 2), dt.date(9999, 12, 30)
@@ -463,7 +463,7 @@ class Exchange:
         snapshot = self.snapshots.get()
         draft.snapshot_version = snapshot.version
         record, as_it_stood = self._record_on(snapshot, library("licence"), number, on)
-        valid = record is not None and record.get("holder_id") == holder and licence_valid_on(record, on, as_it_stood)
+        valid = record is not None and record.get("holder_id") == holder and valid_on(record, on, as_it_stood)
         draft.reason = "verification only: no field released"
         draft.fields_released = ("verification:licence_valid",)
         draft.items = [AuditItem(number, VERIFIED, draft.fields_released), AuditItem(holder, VERIFIED, draft.fields_released)]
@@ -568,42 +568,3 @@ class Exchange:
                                    department=call.caller.department, nonce=call.caller.nonce)
         payload.update(key=key, since=req.since.isoformat() if req.since else None, entries=entries)
         return self._jose(payload)
-
-
-def _status_on(record: dict[str, Any], on: dt.date, as_it_stood: bool) -> str | None:
-    """The licence's status on ``on``: the record's own if it is as it stood then, else from its status history."""
-    if as_it_stood:
-        return record.get("status")
-    history = record.get("status_history")
-    if isinstance(history, str):
-        try:
-            history = json.loads(history)
-        except ValueError:
-            history = None
-    if isinstance(history, list) and history:
-        best: tuple[dt.date, str] | None = None
-        for entry in history:
-            if not isinstance(entry, dict) or "status" not in entry:
-                continue
-            raw = next((entry[k] for k in ("date", "on", "at", "since", "from") if entry.get(k)), None)
-            try:
-                when = dt.date.fromisoformat(str(raw)[:10])
-            except ValueError:
-                continue
-            if when <= on and (best is None or when >= best[0]):
-                best = (when, entry["status"])
-        return best[1] if best else None
-    status, status_date = record.get("status"), record.get("status_date")
-    if status_date is None or status_date <= on:
-        return status
-    # Without a history, today's status is known to hold only from its own date on; before an expiry the
-    # licence was in force (expiry is the end of its validity period), before anything else it is unknown.
-    return "issued" if status == "expired" else None
-
-
-def licence_valid_on(record: dict[str, Any], on: dt.date, as_it_stood: bool) -> bool:
-    """Whether a licence record was in force on ``on``: a valid status and ``on`` within its validity period."""
-    start, end = record.get("valid_from"), record.get("valid_to")
-    if start is None or on < start or (end is not None and on > end):
-        return False
-    return _status_on(record, on, as_it_stood) in VALID_LICENCE_STATUSES

@@ -27,6 +27,7 @@ from schemas import LIBRARIES
 from schemas.events import record_type
 from schemas.catalogue import PersonalData
 from schemas.ids_batch import normalise_array, validate_credit_codes, validate_resident_ids
+from schemas.licences import IN_FORCE_STATUSES
 from schemas.regions import regions
 
 PARTIAL = 20  # unexpected values kept per rule for the results (masked)
@@ -415,7 +416,7 @@ def _holder_id(b: Batch, r: Rule) -> Outcome:
 def _licence_validity(b: Batch, r: Rule) -> Outcome:
     status, valid_to = r.kwargs["column_list"]
     as_of = dt.date.fromisoformat(r.kwargs["as_of"])
-    current = _np(pc.is_in(b.column(status).cast(pa.string()), value_set=pa.array(["issued", "renewed"])))
+    current = _np(pc.is_in(b.column(status).cast(pa.string()), value_set=pa.array(list(IN_FORCE_STATUSES))))
     ended = _np(pc.less(b.column(valid_to), pa.scalar(as_of, pa.date32())))
     return Outcome(current & ended, f"still issued although its validity ended before {as_of.isoformat()}")
 

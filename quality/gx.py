@@ -51,6 +51,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
 
 from quality.rules import Rule, Suite
 from schemas.ids import is_valid_credit_code, is_valid_resident_id, normalise, validate_resident_id
+from schemas.licences import IN_FORCE_STATUSES
 from schemas.regions import is_known
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -241,7 +242,7 @@ class MulticolumnLicenceValidity(MulticolumnMapMetricProvider):
         status, valid_to = column_list.columns[:2]
         limit = pd.Timestamp(as_of)
         ended = pd.to_datetime(column_list[valid_to]) < limit
-        return ~(column_list[status].isin(["issued", "renewed"]) & ended.fillna(False))
+        return ~(column_list[status].isin(IN_FORCE_STATUSES) & ended.fillna(False))
 
 
 class ExpectMulticolumnLicenceStatusToAgreeWithValidity(MulticolumnMapExpectation):

@@ -28,6 +28,7 @@ from schemas.catalogue import Field
 from schemas.codes import TABLES
 from schemas.events import identity, record_type
 from schemas.ids import EARLIEST_BIRTH_YEAR
+from schemas.licences import IN_FORCE_STATUSES
 
 ERROR, NOTE, BATCH = "error", "note", "batch"
 LEVELS = (ERROR, NOTE, BATCH)
@@ -183,7 +184,7 @@ def library_rules(lib: Library, present: set[str], *, as_of: dt.date) -> list[Ru
             out.append(Rule("expect_multicolumn_licence_status_to_agree_with_validity",
                             {"column_list": ["status", "valid_to"], "as_of": as_of.isoformat()}, ERROR, "status",
                             "status.validity", "hub",
-                            f"a licence whose validity ended before {as_of.isoformat()} is not marked issued or renewed"))
+                            f"a licence whose validity ended before {as_of.isoformat()} is not marked {' or '.join(IN_FORCE_STATUSES)}"))
     return out
 
 

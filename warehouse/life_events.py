@@ -41,6 +41,7 @@ import duckdb
 
 from schemas import LEGAL_PERSON, POPULATION
 from schemas.codes import FINAL_LICENCE_STATUSES, LICENCE_STATUS, OUTLIVE_HOLDER
+from schemas.licences import validity_ended_sql
 
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_LICENCE_STATUSES)
 _OUTLIVE = ", ".join(f"'{t}'" for t in sorted(OUTLIVE_HOLDER)) or "NULL"
@@ -160,7 +161,7 @@ def apply_life_events(conn: duckdb.DuckDBPyConnection, today: dt.date) -> LifeEv
               AND NOT (b.holder_type = 'person' AND coalesce(b.licence_type IN ({_OUTLIVE}), false))
             UNION ALL
             SELECT key, 'expired', valid_to, 'hub', NULL, 'life_event:expired', false, 1 FROM le_base
-            WHERE (status IS NULL OR status NOT IN ({_FINAL})) AND valid_to < ?))
+            WHERE (status IS NULL OR status NOT IN ({_FINAL})) AND {validity_ended_sql('valid_to', '?')}))
         GROUP BY key""", [today])
     # 3. The history in date order; the status from a derived end, else from the last entry.
     conn.execute(f"""CREATE OR REPLACE TEMP TABLE le_all AS
