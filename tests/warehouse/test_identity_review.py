@@ -6,6 +6,9 @@ import csv
 import math
 import json
 import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -14,13 +17,13 @@ import typer
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-import warehouse.identity as identity
 from hub.db import metadata_engine
 from warehouse.analyst import AnalystQuery
 from warehouse.identity import resolve_identities
 from warehouse.identity_charts import match_weights_chart, save_chart, waterfall_chart, write_model_charts
 from warehouse.identity_review import explain, export_links, saved_model
-from tests.warehouse.test_identity import staged, work  # noqa: F401  (fixtures: a staged working database)
+from warehouse.work import WORK_DB, open_work
+from tests.warehouse.test_identity import staged  # noqa: F401  (fixture: a staged working database)
 
 RUN = "r1"
 URL = re.compile(r"""https?://[^\s"'<>)]+""")
@@ -28,29 +31,29 @@ URL = re.compile(r"""https?://[^\s"'<>)]+""")
 NAMESPACES = ("http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink")
 
 
+@pytest.fixture(scope="module")
+def resolved_once(staged, tmp_path_factory) -> Path:
+    """The staged working database after one identity run (which saves its model), made once for the module."""
+    from tests.conftest import _clear_caches
+
+    folder = tmp_path_factory.mktemp("resolved")
+    shutil.copy(staged / "warehouse" / WORK_DB, folder / WORK_DB)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUB_DATA_DIR", str(folder / "data"))
+        _clear_caches()
+        with open_work(folder) as conn:
+            resolve_identities(conn, "population", run_id=RUN)
+    _clear_caches()
+    return folder / WORK_DB
+
+
 @pytest.fixture
-def resolved(work, monkeypatch) -> duckdb.DuckDBPyConnection:
-    """The working database after one identity run, with the run's model in ``identity_models``.
-
-    When the run doesn't save its model itself, the model ``warehouse.identity_model.match`` trained
-    is caught on its way and stored as a run would store it.
-    """
-    caught = {}
-    original = getattr(identity, "match", None)
-    if original is not None:
-        def catch(*args, **kwargs):
-            out = original(*args, **kwargs)
-            caught["settings"] = out[0].settings
-            return out
-
-        monkeypatch.setattr(identity, "match", catch)
-    resolve_identities(work, "population", run_id=RUN)
-    (saved,) = work.execute("SELECT count(*) FROM identity_models WHERE library = 'population'").fetchall()[0]
-    if not saved:
-        work.execute("INSERT INTO identity_models VALUES ('population', ?, now(), ?, ?)",
-                     [RUN, json.dumps(caught["settings"]), json.dumps({"u": {"max_pairs": 1_000_000, "seed": 42},
-                                                                        "m": {"labelled_pairs": 123}})])
-    return work
+def resolved(resolved_once, settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """This test's own copy of the resolved working database, open."""
+    settings.warehouse_dir.mkdir(parents=True)
+    shutil.copy(resolved_once, settings.warehouse_dir / WORK_DB)
+    with open_work(settings.warehouse_dir) as conn:
+        yield conn
 
 
 def _cli():
