@@ -18,6 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.db import Base
+from hub.errors import AccessRefused
+from hub.masking import ANALYST
 from schemas import LIBRARIES
 from schemas.catalogue import Field, Library, PersonalData, Sharing
 from warehouse.published import DATABASE, current_name
@@ -41,19 +43,17 @@ class AnalystQuery(Base):
 def masked_expression(field: Field, column: str | None = None) -> str | None:
     """The masked SQL expression of ``field``'s values (held in ``column``, the field's own column by default).
 
-    None when the field must not be shown at all. The one masking policy of analysts' views, also
+    None when the field must not be shown at all. Which fields ``hub.masking.ANALYST`` masks, and how; also
     applied to values of the field held elsewhere (the entity keys of identity links).
     """
     column = column or f'"{field.name}"'
     if field.sharing is Sharing.NOT_SHAREABLE and not field.metadata:
         return None
     if field.personal is PersonalData.IDENTIFIER:
-        # Region (6) and birth year (4) of an 18-character resident ID; other identifiers kept whole.
-        return (f"CASE WHEN length({column}) = 18 AND regexp_full_match({column}, '[0-9]{{17}}[0-9X]') "
-                f"THEN substr({column}, 1, 10) ELSE {column} END")
+        return ANALYST.identifier_sql(column)
     if field.personal in (PersonalData.PERSONAL, PersonalData.SENSITIVE) and field.type == "string" \
             and field.code_table is None:
-        return f"CASE WHEN {column} IS NULL THEN NULL ELSE left({column}, 1) || '**' END"
+        return ANALYST.text_sql(column)
     return column
 
 
@@ -99,9 +99,9 @@ class AnalystSession:
 
 
 def analyst_role(raw: bool, reason: str | None) -> str:
-    """``raw`` or ``masked``; the raw role only with a stated reason (``PermissionError`` otherwise)."""
+    """``raw`` or ``masked``; the raw role only with a stated reason (``AccessRefused`` otherwise)."""
     if raw and not (reason and reason.strip()):
-        raise PermissionError("the raw role needs a stated reason; it is recorded with every query")
+        raise AccessRefused("the raw role needs a stated reason; it is recorded with every query")
     return "raw" if raw else "masked"
 
 
