@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, SourceError
 
 AUTO = "auto"
 MARK = "\ufffd"  # stands in for bytes that could not be read; the row holding it is quarantined, never landed
@@ -75,8 +75,8 @@ def shown(raw: bytes, encoding: str) -> str:
     return raw.rstrip(b"\r\n").decode(encoding, "backslashreplace")[:200]
 
 
-class UnreadableText(ValueError):
-    """A whole file cannot be read as text in this encoding."""
+class UnreadableText(SourceError):
+    """A whole file cannot be read as text in this encoding (the file is quarantined whole, its source goes on)."""
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@
     HubError                      every error the hub raises on purpose
     ├── ConfigError               settings or source configuration is invalid (lists every problem)
     ├── InvalidIdentifier         an ID number or credit code is wrong (says which part, never echoes it)
+    ├── AccessRefused             a role asked for without what it needs (the raw role without a reason)
     ├── SourceError               a department system could not be read
     │   ├── SourceUnavailable     unreachable or timed out: retry later
-    │   └── SchemaDrift           the source's answer changed shape
+    │   ├── SchemaDrift           the source's answer changed shape
+    │   └── UnreadableText        connectors.encodings: a whole file is not text in its encoding
     ├── PipelineError             a pipeline step could not complete
     │   ├── PipelineBusy          another run holds the run lock (names it: step, run, pid, host, start)
     │   ├── StorageFault          the working database or a disk failed: the cause and what to do
@@ -15,15 +17,32 @@
     │   │   ├── WorkDatabaseDamaged   the working DuckDB file is truncated or not a DuckDB file
     │   │   └── DiskFull              no space left where the step writes
     │   ├── PublishError          a snapshot could not be written or switched
-    │   └── QualityGateFailed     publication refused by the quality gate (lists every reason)
+    │   ├── QualityGateFailed     publication refused by the quality gate (lists every reason)
+    │   ├── DecisionLogError      warehouse.decisions: the metadata database could not record or give back decisions
+    │   └── RebuildRefused        hub.recovery: a rebuild would do harm (file in use, or whole without force)
     ├── SnapshotError             no usable published snapshot
     │   └── SnapshotDamaged       a published version's files do not match its manifest
+    ├── DecisionError             quality.quarantine: a steward's decision on a quarantine entry refused
+    ├── ConflictError             warehouse.conflicts: a conflict resolution refused
+    ├── IdentityError             warehouse.identity_review: a steward's identity decision refused
+    ├── RegistryError             exchange_api.registry: a department, key, grant or purpose change refused
+    ├── HubRequestError           exchange_api.client: the hub refused a client's request (status + code)
+    ├── AnswerNotTrusted          exchange_api.client: an answer or event whose signature does not verify
     └── ApiError                  an exchange-API refusal: HTTP status + stable code
         ├── AuthError             401: signature, key, digest, time window or nonce
+        │   └── SignatureRefused  exchange_api.request_signatures: the one refusal of a request's signature
         ├── Forbidden             403: not granted
-        ├── NotFound              404
         ├── PayloadTooLarge       413
-        └── RateLimited           429
+        ├── RateLimited           429
+        ├── InvalidRequest        exchange_api.errors: 422, the body is not a valid lookup
+        │   ├── UnknownPurpose        exchange_api.purposes: the purpose is not in the catalogue
+        │   └── PurposeNotForLibrary  exchange_api.purposes: the purpose may not be asked of this library
+        ├── AsOfUnavailable       exchange_api.errors: 422, no history to answer "as of" a date
+        ├── AuditUnavailable      exchange_api.errors: 503, the audit row can't be written
+        └── ServiceUnavailable    exchange_api.errors: 503, no published snapshot (its code names the answer)
+
+Classes defined outside this module name their module first; ``tests/hub/test_errors_tree.py`` walks
+every production module's subclasses of HubError against this drawing, both ways.
 """
 
 from __future__ import annotations
@@ -49,6 +68,10 @@ class InvalidIdentifier(HubError):
         self.part = part
         self.detail = detail
         super().__init__(f"invalid {kind}: {part}" + (f" ({detail})" if detail else ""))
+
+
+class AccessRefused(HubError, PermissionError):
+    """A role asked for without what it needs; still a ``PermissionError`` for callers that catch that."""
 
 
 class SourceError(HubError):
@@ -152,11 +175,6 @@ class AuthError(ApiError):
 class Forbidden(ApiError):
     status = 403
     code = "forbidden"
-
-
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
 
 
 class PayloadTooLarge(ApiError):
