@@ -34,6 +34,7 @@ from connectors.config import SourceConfig, SourceLimits
 from connectors.credentials import connection_uri
 from hub.errors import ConfigError, SchemaDrift, SourceError, SourceUnavailable
 from hub.masking import mask_id
+from hub.rate_limit import TokenBucket
 
 STYLES = ("page", "offset", "cursor")
 AUTHS = ("none", "bearer", "signed")
@@ -178,26 +179,6 @@ class _TooSlow(Exception):
     """One request took longer than its time limit, however steadily its bytes came."""
 
 
-class _TokenBucket:
-    """At most ``rate`` requests a second on average and ``burst`` at once; ``take`` sleeps until one may go."""
-
-    def __init__(self, rate: float | None, burst: float = 1.0):
-        self.rate, self.burst = rate, burst
-        self.tokens, self.at = burst, time.monotonic()
-
-    def take(self) -> None:
-        if not self.rate:
-            return
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            wait = (1 - self.tokens) / self.rate
-            time.sleep(wait)
-            self.at, self.tokens = now + wait, 1.0  # any oversleep is credited to the next request
-        self.tokens -= 1
-
-
 def _retry_after(value: str | None) -> float | None:
     """Seconds a Retry-After header asks for (delta-seconds or an HTTP date)."""
     if not value:
@@ -273,7 +254,7 @@ class RestConnector(Connector):
             headers["Authorization"] = f"Bearer {token}"
         # No redirects: a signature covers the target URI, and a token must not follow a redirect elsewhere.
         self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers, follow_redirects=False)
-        self._bucket = _TokenBucket(rate_limit, burst)
+        self._bucket = TokenBucket(rate_limit, burst) if rate_limit else None
 
     def extract(self, since: str | None, *, full: bool = False) -> Extraction:
         """Records changed after the watermark ``since`` (all when ``full``), one batch per page."""
@@ -419,7 +400,8 @@ class RestConnector(Connector):
         """The JSON answer to GET ``path?query``, retried with backoff on 429, 5xx, timeouts and lost connections."""
         attempts, problem = self.max_retries + 1, ""
         for attempt in range(attempts):
-            self._bucket.take()
+            if self._bucket is not None and (wait := self._bucket.reserve()):
+                time.sleep(wait)
             self._check_deadline(where, problem)
             retry_after = None
             try:

@@ -15,13 +15,14 @@ import time
 
 from exchange_api.registry import Limits
 from hub.errors import RateLimited
+from hub.rate_limit import TokenBucket
 
 
 class RateLimiter:
     """One token bucket per department: ``rate`` tokens a second, at most ``burst`` saved up."""
 
     def __init__(self) -> None:
-        self._buckets: dict[str, list[float]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
     def take(self, department: str, limits: Limits, now: float | None = None) -> None:
@@ -30,15 +31,13 @@ class RateLimiter:
         with self._lock:
             bucket = self._buckets.get(department)
             if bucket is None:
-                bucket = self._buckets[department] = [float(limits.burst), now]
-            tokens = min(float(limits.burst), bucket[0] + (now - bucket[1]) * limits.rate_per_second)
-            bucket[1] = now
-            if tokens < 1.0:
-                bucket[0] = tokens
-                error = RateLimited("too many requests from this department; slow down", code="rate_limited")
-                error.retry_after = max(1, math.ceil((1.0 - tokens) / limits.rate_per_second))  # type: ignore[attr-defined]
-                raise error
-            bucket[0] = tokens - 1.0
+                bucket = self._buckets[department] = TokenBucket(limits.rate_per_second, limits.burst, now)
+            bucket.rate, bucket.burst = limits.rate_per_second, limits.burst
+            wait = bucket.take(now)
+        if wait:
+            error = RateLimited("too many requests from this department; slow down", code="rate_limited")
+            error.retry_after = max(1, math.ceil(wait))  # type: ignore[attr-defined]
+            raise error
 
 
 def check_quota(used: dict[tuple[str, dt.date], int], department: str, day: dt.date, limits: Limits, units: int) -> None:
