@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere in the checkout
 
-from connectors.samples import DefectRates, generate_samples  # noqa: E402
-from connectors.samples.generate import STAGES  # noqa: E402
+from samples import DefectRates, generate_samples  # noqa: E402
+from samples.generate import STAGES  # noqa: E402
 
 
 def _children_peak(stop: threading.Event, peak: dict[int, int]) -> None:

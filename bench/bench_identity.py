@@ -45,7 +45,7 @@ def _environment(data: Path) -> None:
 def _stage(data: Path, people: int, rate: float, seed: int, typing: float) -> None:
     """Child process: generate, land and stage the population sources."""
     _environment(data)
-    from connectors.samples import DefectRates, generate_samples
+    from samples import DefectRates, generate_samples
     from hub import jobs
     from hub.settings import get_settings
 

@@ -28,9 +28,9 @@ SOURCE = "household"
 
 
 def _generate(people: int, path: Path) -> None:
-    from connectors.samples.defects import DefectRates
-    from connectors.samples.household import build_household
-    from connectors.samples.people import build_population
+    from samples.defects import DefectRates
+    from samples.household import build_household
+    from samples.people import build_population
 
     pop = build_population(people, 42)
     table = build_household(pop, DefectRates(), 42).table

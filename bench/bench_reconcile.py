@@ -35,7 +35,7 @@ def _environment(data_dir: Path) -> None:
 
 def _generate(data_dir: Path, people: int) -> None:
     _environment(data_dir)
-    from connectors.samples.generate import generate_samples
+    from samples.generate import generate_samples
     from hub.settings import get_settings
 
     generate_samples(get_settings().samples_dir, people, seed=42)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere in the checkout
 
-from connectors.fake_rest import fake_rest_app, make_records, serving  # noqa: E402
+from samples.fake_rest import fake_rest_app, make_records, serving  # noqa: E402
 from connectors.rest import Paging, RestConnector  # noqa: E402
 
 

@@ -72,7 +72,7 @@ def sample_registry(settings: Settings) -> Iterator[None]:
     The token reaches the connector the way a real one would: as the password of the Airflow
     Connection ``hub_business_registry`` (here an ``AIRFLOW_CONN_`` variable of this process).
     """
-    from connectors.samples.business_registry import FOLDER, create_registry_app
+    from samples.business_registry import FOLDER, create_registry_app
 
     token = secrets.token_urlsafe(24)
     with serving(create_registry_app(settings.samples_dir / FOLDER, token)) as url:

@@ -27,7 +27,7 @@ RateOption = Annotated[float | None, typer.Option(min=0.0, max=1.0, show_default
 
 
 def _rates(defect_rate: float | None, overrides: dict[str, float | None]):  # type: ignore[no-untyped-def]
-    from connectors.samples import DefectRates
+    from samples import DefectRates
 
     base = DefectRates.uniform(defect_rate) if defect_rate is not None else DefectRates()
     values = base.as_dict() | {name: value for name, value in overrides.items() if value is not None}
@@ -37,8 +37,8 @@ def _rates(defect_rate: float | None, overrides: dict[str, float | None]):  # ty
 def run_generation(settings: Settings, people: int, seed: int, out: Path | None = None,
                    household_url: str | None = None, rates=None):  # type: ignore[no-untyped-def]
     """Generate with a rich progress bar per system; returns the manifest."""
-    from connectors.samples import generate_samples
-    from connectors.samples.generate import STAGES
+    from samples import generate_samples
+    from samples.generate import STAGES
 
     columns = (TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
@@ -89,7 +89,7 @@ def generate_samples_command(
 
 def ensure_samples(settings: Settings, people: int, seed: int) -> None:
     """Generate the samples into settings.samples_dir unless the same seed and size are already there."""
-    from connectors.samples import DefectRates, SampleManifest
+    from samples import DefectRates, SampleManifest
 
     try:
         existing = SampleManifest.load(settings.samples_dir)
@@ -110,8 +110,8 @@ def serve_registry_command(
     data_dir: Annotated[Path | None, typer.Option(help="Folder of enterprises.parquet (default: the samples').")] = None,
 ) -> None:
     """Serve the sample business registry's REST API (market regulation's system)."""
-    from connectors.samples import serve_registry
-    from connectors.samples.business_registry import FOLDER
+    from samples import serve_registry
+    from samples.business_registry import FOLDER
 
     serve_registry(data_dir or get_settings().samples_dir / FOLDER, host, port, token)
 

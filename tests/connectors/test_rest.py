@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.config import SourceConfig
-from connectors.fake_rest import Fail, fake_rest_app, make_records, serving
+from samples.fake_rest import Fail, fake_rest_app, make_records, serving
 from connectors.rest import Paging, RestConnector, from_config
 from hub.errors import ConfigError, SchemaDrift, SourceError, SourceUnavailable
 

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from airflow.dag_processing.dagbag import DagBag
 
-from connectors.samples import generate_samples
+from samples import generate_samples
 from hub.airflow_env import DAGS_FOLDER, ensure_database
 from hub.db import metadata_engine
 from warehouse.landing import landed_runs

@@ -34,8 +34,8 @@ def source_of(system: str, dataset: str) -> str:
 @contextmanager
 def registry(samples_dir: Path) -> Iterator[str]:
     """The sample business registry's REST API under a real uvicorn server; its Connection in the environment."""
-    from connectors.samples import create_registry_app
-    from connectors.samples.business_registry import FOLDER
+    from samples import create_registry_app
+    from samples.business_registry import FOLDER
 
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.samples import DefectRates, generate_samples
+from samples import DefectRates, generate_samples
 from tests.quality import samples
 
 

@@ -109,10 +109,10 @@ def pairwise(conn: duckdb.DuckDBPyConnection, entities: Path, links: str = "iden
 def recall_by_errors(conn: duckdb.DuckDBPyConnection, defects: Path) -> dict[int, tuple[int, int]]:
     """Per number of fields with a typing error in the U record: (true pairs, of which predicted); after ``pairwise``.
 
-    A field's errors are the generator's typing-error rows of ``defects.parquet`` (``connectors.samples.defects``);
+    A field's errors are the generator's typing-error rows of ``defects.parquet`` (``samples.defects``);
     a marriage registration's name errors belong to the partner whose column they hit.
     """
-    from connectors.samples.defects import TYPING_ERRORS
+    from samples.defects import TYPING_ERRORS
 
     cases = " ".join(f"WHEN '{d}' THEN '{s}'" for d, s in SOURCES.items())
     kinds = ", ".join(f"'{k}'" for k in TYPING_ERRORS)

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from connectors.samples import DefectRates, generate_samples
+from samples import DefectRates, generate_samples
 from hub.errors import ConfigError
 from warehouse.identity import resolve_identities
 from warehouse.identity_config import load_config, parse_config

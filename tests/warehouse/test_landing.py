@@ -108,7 +108,7 @@ def test_crash_after_landing_before_watermark_is_recovered(household, settings):
 
 
 def test_rest_field_type_change_fails_naming_the_field_and_leaves_nothing(settings):
-    from connectors.fake_rest import fake_rest_app, make_records, serving
+    from samples.fake_rest import fake_rest_app, make_records, serving
     from connectors.rest import RestConnector
     from hub.errors import SchemaDrift
 

@@ -236,7 +236,7 @@ def _stage_source(name: str, settings) -> None:
 
 
 def test_sample_events_files_are_ingested_checked_and_change_the_golden_licences(settings):
-    from connectors.samples import DefectRates, generate_samples
+    from samples import DefectRates, generate_samples
     from hub import jobs
     from quality.tables import check_tables
 

@@ -38,7 +38,7 @@ def hub(*args: str, code: int = 0) -> str:
 @pytest.fixture
 def population(settings, monkeypatch):
     """The generated sample's three population departments, landed, staged, reconciled and published once."""
-    from connectors.samples import DefectRates, generate_samples
+    from samples import DefectRates, generate_samples
     from hub import jobs
     from tests.conftest import _clear_caches
 

@@ -16,15 +16,15 @@ import pyarrow.parquet as pq
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from connectors.samples import vocab
-from connectors.samples.csvdrop import Written
-from connectors.samples.defects import DefectRates, choose, id_values, some
-from connectors.samples.ground_truth import GroundTruth
-from connectors.samples.legal_persons import LegalPersons
-from connectors.samples.people import Population
-from connectors.samples.places import places
-from connectors.samples.streams import stream
-from connectors.samples.text import dates, join, pick, replace_rows, timestamps
+from samples import vocab
+from samples.csvdrop import Written
+from samples.defects import DefectRates, choose, id_values, some
+from samples.ground_truth import GroundTruth
+from samples.legal_persons import LegalPersons
+from samples.people import Population
+from samples.places import places
+from samples.streams import stream
+from samples.text import dates, join, pick, replace_rows, timestamps
 
 SYSTEM = "market_regulation"
 DATASET = "enterprises"

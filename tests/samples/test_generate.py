@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 from stdnum.cn import ric, uscc
 
-from connectors.samples import DefectRates, SampleManifest, create_registry_app, generate_samples
-from connectors.samples.licences import HEADERS
+from samples import DefectRates, SampleManifest, create_registry_app, generate_samples
+from samples.licences import HEADERS
 from schemas.codes import LICENCE_TYPES
 from schemas.ids import ric_check_char
 from tests.conftest import MARIADB_URL, POSTGRES_URL
@@ -404,9 +404,9 @@ def test_entities_cover_every_record(out, entities):
 
 
 def test_household_loader_process(tmp_path):
-    from connectors.samples.household import build_household
-    from connectors.samples.household_db import HouseholdWriter, sqlite_url
-    from connectors.samples.people import build_population
+    from samples.household import build_household
+    from samples.household_db import HouseholdWriter, sqlite_url
+    from samples.people import build_population
     from hub.errors import HubError
 
     table = build_household(build_population(300, 1), DefectRates(), 1).table

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 import pyarrow as pa
 
-from connectors.samples import idnums
-from connectors.samples.text import from_fixed, replace_rows
+from samples import idnums
+from samples.text import from_fixed, replace_rows
 
 # ID-field defects, in the order they claim records (one record gets at most one of them).
 ID_DEFECTS = ("bad_check_digit", "old_id_15", "full_width_id", "missing_id")

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from connectors.samples import idnums
-from connectors.samples.csvdrop import Drop, Written
-from connectors.samples.defects import DefectRates, Hits, choose, some
-from connectors.samples.ground_truth import GroundTruth
-from connectors.samples.legal_persons import LegalPersons, org_salt
-from connectors.samples.people import LIVING, Population
-from connectors.samples.places import FIRST_YEAR, places, sample_regions
-from connectors.samples.streams import AS_OF_DAY, between, stream, years
-from connectors.samples.text import coded, dates, digit_matrix, from_fixed, hex_digits, replace_rows, ymd
+from samples import idnums
+from samples.csvdrop import Drop, Written
+from samples.defects import DefectRates, Hits, choose, some
+from samples.ground_truth import GroundTruth
+from samples.legal_persons import LegalPersons, org_salt
+from samples.people import LIVING, Population
+from samples.places import FIRST_YEAR, places, sample_regions
+from samples.streams import AS_OF_DAY, between, stream, years
+from samples.text import coded, dates, digit_matrix, from_fixed, hex_digits, replace_rows, ymd
 from schemas.codes import HOLDER_TYPE, LICENCE_STATUS, LICENCE_TYPES
 
 FOLDER = "licences"

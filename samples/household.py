@@ -8,15 +8,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import typos, vocab
-from connectors.samples.defects import (ADDRESS_ERRORS, BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS,
-                                        REGION_ERRORS, SEX_ERRORS, DefectRates, Hits, choose, id_values, some)
-from connectors.samples.ground_truth import GroundTruth
-from connectors.samples.household_db import TABLE
-from connectors.samples.people import DECEASED, LIVING, MARRIED, UNMARRIED, Population, phones
-from connectors.samples.places import places
-from connectors.samples.streams import UPDATES_FROM, UPDATES_TO, stream
-from connectors.samples.text import coded, dates, from_fixed
+from samples import typos, vocab
+from samples.defects import (ADDRESS_ERRORS, BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS,
+                             REGION_ERRORS, SEX_ERRORS, DefectRates, Hits, choose, id_values, some)
+from samples.ground_truth import GroundTruth
+from samples.household_db import TABLE
+from samples.people import DECEASED, LIVING, MARRIED, UNMARRIED, Population, phones
+from samples.places import places
+from samples.streams import UPDATES_FROM, UPDATES_TO, stream
+from samples.text import coded, dates, from_fixed
 
 SYSTEM = "public_security"
 GENDER_LABELS = ("男", "女")  # by GB/T 2261.1 code - 1

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from pypinyin import Style, lazy_pinyin, pinyin
 
-from connectors.samples import DefectRates, SampleManifest, generate_samples
-from connectors.samples.defects import DEFECTS, TYPING_ERRORS
-from connectors.samples.places import places
-from connectors.samples.typos import LOOK_ALIKES
+from samples import DefectRates, SampleManifest, generate_samples
+from samples.defects import DEFECTS, TYPING_ERRORS
+from samples.places import places
+from samples.typos import LOOK_ALIKES
 from schemas.regions import OPEN_END, regions
-from tests.connectors.test_samples import csv_records, household_rows
+from tests.samples.test_generate import csv_records, household_rows
 
 PEOPLE = 4_000
 SEED = 7

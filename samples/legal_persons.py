@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import vocab
-from connectors.samples.idnums import credit_codes
-from connectors.samples.people import LIVING, Population
-from connectors.samples.places import addresses, places, sample_regions
-from connectors.samples.streams import AS_OF_DAY, UPDATES_FROM, UPDATES_TO, between, stream, years
-from connectors.samples.text import from_fixed, join, pick
+from samples import vocab
+from samples.idnums import credit_codes
+from samples.people import LIVING, Population
+from samples.places import addresses, places, sample_regions
+from samples.streams import AS_OF_DAY, UPDATES_FROM, UPDATES_TO, between, stream, years
+from samples.text import from_fixed, join, pick
 
 ACTIVE, REVOKED, DEREGISTERED = 0, 1, 2
 ENTERPRISES_PER_PERSON = 0.2

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from connectors.samples.text import coded
+from samples.text import coded
 
 # Stands in the text for bytes no encoding can produce; never occurs in generated data otherwise.
 RAW_PLACEHOLDER = "\x07"

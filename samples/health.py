@@ -8,15 +8,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import typos, vocab
-from connectors.samples.csvdrop import Drop, Written
-from connectors.samples.defects import (BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS, SEX_ERRORS, DefectRates,
-                                        Hits, choose, id_values)
-from connectors.samples.ground_truth import GroundTruth
-from connectors.samples.people import DECEASED, Population
-from connectors.samples.places import places
-from connectors.samples.streams import AS_OF_DAY, stream
-from connectors.samples.text import coded, dates, digit_matrix, from_fixed, join, ymd
+from samples import typos, vocab
+from samples.csvdrop import Drop, Written
+from samples.defects import (BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS, SEX_ERRORS, DefectRates,
+                             Hits, choose, id_values)
+from samples.ground_truth import GroundTruth
+from samples.people import DECEASED, Population
+from samples.places import places
+from samples.streams import AS_OF_DAY, stream
+from samples.text import coded, dates, digit_matrix, from_fixed, join, ymd
 
 SYSTEM = "health"
 FOLDER = "health"

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
-from connectors.samples.text import timestamps
+from samples.text import timestamps
 from hub.errors import HubError
 
 TABLE = "HJ_RKXX"
@@ -210,7 +210,7 @@ def _write_mariadb(table: pa.Table, url: str, progress: Progress | None) -> None
 class HouseholdWriter:
     """Loads HJ_RKXX, in a separate process for big tables so that the other systems are generated meanwhile.
 
-    The process (``python -m connectors.samples.household_load``) starts before the table exists, so
+    The process (``python -m samples.household_load``) starts before the table exists, so
     its imports overlap with building the population; ``submit`` hands it the table through an Arrow
     IPC file, ``wait`` joins it. The URL travels on its stdin, never on a command line.
     """
@@ -221,10 +221,10 @@ class HouseholdWriter:
         self._process: subprocess.Popen | None = None
         self._stderr: list[str] = []
         if background:
-            root = str(Path(__file__).resolve().parents[2])  # the checkout: makes ``connectors`` importable
+            root = str(Path(__file__).resolve().parents[1])  # the checkout: makes ``samples`` importable
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "connectors.samples.household_load"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "samples.household_load"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             self._readers = [threading.Thread(target=self._read_progress, daemon=True),
                              threading.Thread(target=self._read_errors, daemon=True)]

@@ -16,12 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import vocab
-from connectors.samples.defects import (ADDRESS_ERRORS, BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS,
-                                        REGION_ERRORS, SEX_ERRORS, DefectRates, Hits, choose)
-from connectors.samples.places import addresses, places, retired_codes, sample_regions
-from connectors.samples.streams import AS_OF_DAY
-from connectors.samples.text import codepoints, coded, date_matrix, from_codepoints, from_fixed, join, replace_rows, ymd
+from samples import vocab
+from samples.defects import (ADDRESS_ERRORS, BIRTH_DATE_ERRORS, LATIN_NAME_ERRORS, NAME_ERRORS,
+                             REGION_ERRORS, SEX_ERRORS, DefectRates, Hits, choose)
+from samples.places import addresses, places, retired_codes, sample_regions
+from samples.streams import AS_OF_DAY
+from samples.text import codepoints, coded, date_matrix, from_codepoints, from_fixed, join, replace_rows, ymd
 
 PLANE = 0x10000  # every name character is in the Basic Multilingual Plane
 SPACE, MIDDLE_DOT = 0x20, 0xB7

@@ -8,15 +8,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import typos
-from connectors.samples.csvdrop import RAW_PLACEHOLDER, Drop, Written
-from connectors.samples.defects import LATIN_NAME_ERRORS, NAME_ERRORS, DefectRates, Hits, choose, id_values, some
-from connectors.samples.ground_truth import GroundTruth
-from connectors.samples.legal_persons import SOCIAL_KINDS, LegalPersons
-from connectors.samples.people import Population
-from connectors.samples.places import places
-from connectors.samples.streams import stream
-from connectors.samples.text import coded, dates, digit_matrix, from_fixed, join, replace_rows, timestamps, ymd
+from samples import typos
+from samples.csvdrop import RAW_PLACEHOLDER, Drop, Written
+from samples.defects import LATIN_NAME_ERRORS, NAME_ERRORS, DefectRates, Hits, choose, id_values, some
+from samples.ground_truth import GroundTruth
+from samples.legal_persons import SOCIAL_KINDS, LegalPersons
+from samples.people import Population
+from samples.places import places
+from samples.streams import stream
+from samples.text import coded, dates, digit_matrix, from_fixed, join, replace_rows, timestamps, ymd
 
 SYSTEM = "civil_affairs"
 FOLDER = "civil_affairs"

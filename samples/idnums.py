@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from connectors.samples.text import digit_matrix, ymd
+from samples.text import digit_matrix, ymd
 from schemas.ids import RIC_CHECK, USCC_ALPHABET
 from schemas.ids_batch import ric_check_chars, uscc_check_chars
 

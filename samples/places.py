@@ -9,8 +9,8 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from connectors.samples import vocab
-from connectors.samples.text import join, pick
+from samples import vocab
+from samples.text import join, pick
 from schemas.regions import OPEN_END, current_counties, full_name, regions
 
 FIRST_YEAR, LAST_YEAR = 1930, 2025

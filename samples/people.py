@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.samples import vocab
-from connectors.samples.idnums import resident_ids
-from connectors.samples.places import FIRST_YEAR, LAST_YEAR, addresses, places, sample_regions
-from connectors.samples.streams import AS_OF_DAY, between, stream, years
-from connectors.samples.text import digit_matrix, from_fixed, join, pick, replace_rows, ymd
+from samples import vocab
+from samples.idnums import resident_ids
+from samples.places import FIRST_YEAR, LAST_YEAR, addresses, places, sample_regions
+from samples.streams import AS_OF_DAY, between, stream, years
+from samples.text import digit_matrix, from_fixed, join, pick, replace_rows, ymd
 
 UNMARRIED, MARRIED, DIVORCED, WIDOWED = 0, 1, 2, 3
 LIVING, DECEASED, EMIGRATED = 0, 1, 2
@@ -82,7 +82,7 @@ class Population:
     @cached_property
     def name_info(self):  # type: ignore[no-untyped-def]
         """What each name allows in the way of typing errors (``typos.NameInfo``), worked out once."""
-        from connectors.samples.typos import name_info
+        from samples.typos import name_info
 
         return name_info(self.name)
 

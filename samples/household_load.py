@@ -1,4 +1,4 @@
-"""The background process that loads HJ_RKXX: ``python -m connectors.samples.household_load``.
+"""The background process that loads HJ_RKXX: ``python -m samples.household_load``.
 
 Reads the database URL and the Arrow IPC file's path from stdin, prints the rows loaded so far
 (one number per line) to stdout; a failure exits non-zero with the traceback on stderr.
@@ -10,7 +10,7 @@ import sys
 
 import pyarrow as pa
 
-from connectors.samples.household_db import write_household
+from samples.household_db import write_household
 
 
 def main() -> None:

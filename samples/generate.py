@@ -11,14 +11,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from connectors.samples import business_registry, civil_affairs, health, household, licences
-from connectors.samples.csvdrop import Written
-from connectors.samples.defects import DefectRates
-from connectors.samples.ground_truth import GroundTruth
-from connectors.samples.household_db import BACKGROUND_ROWS, HouseholdWriter, sqlite_url
-from connectors.samples.legal_persons import build_enterprises, build_social_orgs
-from connectors.samples.people import build_population, with_foreign_residents
-from connectors.samples.streams import AS_OF
+from samples import business_registry, civil_affairs, health, household, licences
+from samples.csvdrop import Written
+from samples.defects import DefectRates
+from samples.ground_truth import GroundTruth
+from samples.household_db import BACKGROUND_ROWS, HouseholdWriter, sqlite_url
+from samples.legal_persons import build_enterprises, build_social_orgs
+from samples.people import build_population, with_foreign_residents
+from samples.streams import AS_OF
 from hub.errors import ConfigError
 
 MIN_PEOPLE, MAX_PEOPLE = 100, 10_000_000
@@ -51,7 +51,7 @@ class SampleManifest:
         """The manifest as written to manifest.json."""
         # No clock time and no absolute path: the same seed and size give the same bytes.
         return {
-            "generator": "connectors.samples", "format": 1, "seed": self.seed, "people": self.people,
+            "generator": "samples", "format": 1, "seed": self.seed, "people": self.people,
             "as_of": AS_OF.isoformat(), "rates": self.rates.as_dict(), "rows_per_file": self.rows_per_file,
             "household": self.household, "counts": self.counts, "defects": self.defects, "paths": self.paths,
         }

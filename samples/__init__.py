@@ -7,11 +7,11 @@ from typing import Any
 
 # Imported on first use: the household loader process needs none of them, and they take seconds.
 _EXPORTS = {
-    "DefectRates": "connectors.samples.defects",
-    "SampleManifest": "connectors.samples.generate",
-    "generate_samples": "connectors.samples.generate",
-    "create_registry_app": "connectors.samples.business_registry",
-    "serve_registry": "connectors.samples.business_registry",
+    "DefectRates": "samples.defects",
+    "SampleManifest": "samples.generate",
+    "generate_samples": "samples.generate",
+    "create_registry_app": "samples.business_registry",
+    "serve_registry": "samples.business_registry",
 }
 __all__ = list(_EXPORTS)
 
