@@ -22,6 +22,7 @@ from samples.defects import (ADDRESS_ERRORS, BIRTH_DATE_ERRORS, LATIN_NAME_ERROR
 from samples.places import addresses, places, retired_codes, sample_regions
 from samples.streams import AS_OF_DAY
 from samples.text import codepoints, coded, date_matrix, from_codepoints, from_fixed, join, replace_rows, ymd
+from warehouse.identity_features import SURNAME_READINGS  # the hub's reading of surnames, so romanised names agree
 
 PLANE = 0x10000  # every name character is in the Basic Multilingual Plane
 SPACE, MIDDLE_DOT = 0x20, 0xB7
@@ -38,12 +39,6 @@ LOOK_ALIKES = (
     "日曰", "贝见", "清请情晴", "晴睛", "新亲", "正止", "永水", "林材", "戊戌戍成", "秋秒", "凯剀", "帆帜", "瑞端",
     "思恩", "怡恰", "悦说", "雨两", "珊栅", "慧彗", "玫枚", "冬各", "东车", "坤坪", "泽择", "超起", "刚钢", "云去",
 )
-# Surnames whose everyday reading is not pypinyin's default one.
-SURNAME_READINGS = {
-    "单": "shan", "曾": "zeng", "解": "xie", "仇": "qiu", "区": "ou", "朴": "piao", "查": "zha", "乐": "yue",
-    "覃": "qin", "缪": "miao", "盖": "ge", "种": "chong", "翟": "zhai", "召": "shao", "秘": "bi", "繁": "po",
-    "尉": "yu", "长": "chang", "重": "chong", "沈": "shen", "柏": "bai", "薄": "bo", "宁": "ning", "员": "yun",
-}
 
 
 # --- character tables ---------------------------------------------------------------------------------------

@@ -335,3 +335,15 @@ def test_foreign_residents_and_gbk(typed, written):
     garbled = {d["record_id"] for d in defects
                if d["defect"] == "undecodable_bytes" and d["dataset"] == "marriage_registrations"}
     assert garbled and {k for k, r in written["marriage_registrations"].items() if not r["_ok"]} == garbled
+
+
+def test_romanised_surnames_read_as_the_hub_reads_them():
+    # One table of surname readings (the hub's): a romanised 单 the generator writes is the shan identity reads.
+    from samples import vocab
+    from samples.typos import tables
+    from warehouse.identity_features import SURNAME_READINGS, pinyin_words
+
+    t = tables()
+    surnames = {s for s in vocab.SURNAMES if len(s) == 1} | set(SURNAME_READINGS)
+    assert {s: t.lower[int(t.surname_syllable[ord(s)])].as_py() for s in surnames} == {
+        s: pinyin_words(s)[0] for s in surnames}
