@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,21 +52,24 @@ def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def error_response(status: int, code: str, message: str, request_id: str | None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+@dataclass(frozen=True)
+class ApiProblem:
+    """A failure as the API answers it: status, stable code, a message that never echoes input, extra headers."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] | None = None
+
+
+def error_response(problem: ApiProblem, request_id: str | None) -> JSONResponse:
     """The one error body."""
     all_headers = {"X-Request-ID": request_id} if request_id else {}
-    all_headers.update(headers or {})
+    all_headers.update(problem.headers or {})
     return JSONResponse(
-        {"error": {"code": code, "message": message, "request_id": request_id}}, status_code=status,
-        headers=all_headers or None,
+        {"error": {"code": problem.code, "message": problem.message, "request_id": request_id}},
+        status_code=problem.status, headers=all_headers or None,
     )
-
-
-def _respond(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    # The metrics read the code from here: error bodies are streamed, not parsed back.
-    request.state.error_code = code
-    return error_response(status, code, message, request_id_of(request), headers)
 
 
 def describe_validation_errors(errors: list[Any], known_names: set[str] | None = None) -> str:
@@ -91,40 +95,37 @@ def retry_headers(exc: Exception) -> dict[str, str] | None:
     return {"Retry-After": str(retry_after)} if retry_after else None
 
 
-def install_error_handlers(app: FastAPI, known_names: set[str] | None = None) -> None:
-    """Route every exception the app can meet to the one error body."""
-
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return _respond(request, exc.status, exc.code, str(exc), retry_headers(exc))
-
-    async def invalid_identifier(request: Request, exc: Exception) -> JSONResponse:
-        # InvalidIdentifier names the failing part (length, check digit, ...) and never the value.
-        return _respond(request, 422, InvalidRequest.code, str(exc))
-
-    async def no_snapshot(request: Request, exc: Exception) -> JSONResponse:
+def problem_of(exc: BaseException, request_id: str | None = None, known_names: set[str] | None = None) -> ApiProblem:
+    """The one mapping from an exception to the API's error: every handler and the signed pipeline use it."""
+    if isinstance(exc, ApiError):
+        return ApiProblem(exc.status, exc.code, str(exc), retry_headers(exc))
+    if isinstance(exc, InvalidIdentifier):
+        # It names the failing part (length, check digit, ...) and never the value.
+        return ApiProblem(422, InvalidRequest.code, str(exc))
+    if isinstance(exc, SnapshotError):
         log.error("no usable snapshot: %s", exc)
-        return _respond(request, 503, ServiceUnavailable.code, "no published snapshot is available")
-
-    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        return _respond(request, 422, InvalidRequest.code, describe_validation_errors(list(exc.errors()), known_names))
-
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
+        return ApiProblem(503, ServiceUnavailable.code, "no published snapshot is available")
+    if isinstance(exc, RequestValidationError):
+        return ApiProblem(422, InvalidRequest.code, describe_validation_errors(list(exc.errors()), known_names))
+    if isinstance(exc, StarletteHTTPException):
         code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) and exc.status_code in HTTP_CODES else "request refused"
         # Starlette's own headers (Allow on a 405) are part of the answer; the body is ours.
-        return _respond(request, exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
+        return ApiProblem(exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
+    # The details go to the server log only: they may hold record values or identifiers.
+    log.error("unexpected error in request %s", request_id, exc_info=exc)
+    return ApiProblem(500, "internal_error", "internal error")
 
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The details go to the server log only: they may hold record values or identifiers.
-        log.exception("unexpected error in request %s", request_id_of(request))
-        return _respond(request, 500, "internal_error", "internal error")
 
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(InvalidIdentifier, invalid_identifier)
-    app.add_exception_handler(SnapshotError, no_snapshot)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+def install_error_handlers(app: FastAPI, known_names: set[str] | None = None) -> None:
+    """Route every exception the app can meet to the one error body."""
+
+    async def respond(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request_id_of(request)
+        problem = problem_of(exc, request_id, known_names)
+        # The metrics read the code from here: error bodies are streamed, not parsed back.
+        request.state.error_code = problem.code
+        return error_response(problem, request_id)
+
+    for kind in (ApiError, InvalidIdentifier, SnapshotError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, respond)

@@ -38,7 +38,7 @@ from exchange_api.audit import (
 from exchange_api.audit_checkpoints import Checkpoints, checkpoint_dir
 from exchange_api.config import ApiSettings
 from exchange_api.errors import (
-    AsOfUnavailable, AuditUnavailable, InvalidRequest, describe_validation_errors, error_response, retry_headers,
+    AsOfUnavailable, AuditUnavailable, InvalidRequest, describe_validation_errors, error_response, problem_of,
 )
 from exchange_api.hub_keys import HubKeyring
 from exchange_api.limits import RateLimiter, check_quota
@@ -53,7 +53,7 @@ from exchange_api.registry import Limits, RegistryCache
 from exchange_api.request_signatures import RequestVerifier, SignatureRefused, SignedMessage, VerifiedCaller
 from exchange_api.sweeps import SweepDetector, alert_ticket, observed
 from exchange_api.writer import GroupWriter
-from hub.errors import ApiError, Forbidden, InvalidIdentifier, PayloadTooLarge, RateLimited, SnapshotError
+from hub.errors import AuthError, Forbidden, InvalidIdentifier, PayloadTooLarge, RateLimited, SnapshotError
 from hub.settings import Settings
 from schemas import LIBRARIES, Library, library
 from schemas.licences import valid_on
@@ -215,7 +215,6 @@ class Exchange:
         draft = AuditDraft(request_id=request_id, at=dt.datetime.now(dt.UTC), operation=operation)
         ticket = Ticket(draft, 200)
         code = message = None
-        headers: dict[str, str] | None = None
         try:
             body = await read_body(request, body_limit or self.api.max_body_bytes)
             caller = self._authenticate(request, body, draft)
@@ -231,22 +230,10 @@ class Exchange:
             call = Call(request, body, caller, draft, ticket, limits)
             result = answer(call)
             response = await result if isinstance(result, Awaitable) else result  # type: ignore[misc]
-        except ApiError as exc:
-            code, message, headers = exc.code, str(exc), retry_headers(exc)
-            response = error_response(exc.status, exc.code, message, request_id, headers)
-        except InvalidIdentifier as exc:
-            # It names the failing part (length, check digit, ...) and never the value.
-            code, message = InvalidRequest.code, str(exc)
-            response = error_response(422, code, message, request_id)
-        except SnapshotError as exc:
-            log.error("no usable snapshot: %s", exc)
-            code, message = "snapshot_unavailable", "no published snapshot is available"
-            response = error_response(503, code, message, request_id)
-        except Exception:
-            # The details go to the server log only: they may hold record values or identifiers.
-            log.exception("unexpected error in request %s", request_id)
-            code, message = "internal_error", "internal error"
-            response = error_response(500, code, message, request_id)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the one error body, audited
+            problem = problem_of(exc, request_id)
+            code, message = problem.code, problem.message
+            response = error_response(problem, request_id)
         ticket.status, ticket.code = response.status_code, code
         if not draft.attributable and response.status_code >= 400:
             self._attribute(request, draft)
@@ -263,17 +250,19 @@ class Exchange:
                     await asyncio.gather(self.writer.submit(ticket), self.writer.submit(alert_ticket(draft, detection)))
             except Exception:
                 # The writer logged the cause; the caller only learns that no answer leaves without its row.
-                unavailable = AuditUnavailable("the audit log cannot be written; no answer is released, retry later")
-                code = unavailable.code
-                response = error_response(unavailable.status, code, str(unavailable), request_id,
-                                          retry_headers(unavailable))
+                problem = problem_of(AuditUnavailable("the audit log cannot be written; no answer is released, retry later"))
+                code = problem.code
+                response = error_response(problem, request_id)
             else:
                 if ticket.verdict == REPLAYED:
-                    code = "replayed_nonce"
-                    response = error_response(401, code, "this nonce has already been used", request_id)
+                    problem = problem_of(AuthError("this nonce has already been used", code="replayed_nonce"))
+                    code = problem.code
+                    response = error_response(problem, request_id)
                 elif ticket.verdict == OVER_QUOTA:
-                    code = "quota_exceeded"
-                    response = error_response(429, code, "the department's daily quota is used up", request_id)
+                    # No Retry-After, as before: the commit knows the quota is used up, not when it frees.
+                    problem = problem_of(RateLimited("the department's daily quota is used up", code="quota_exceeded"))
+                    code = problem.code
+                    response = error_response(problem, request_id)
                 elif isinstance(response, answers.PendingAnswer) and ticket.head is not None:
                     response.sign(ticket.head)  # the chain head after its own row: known only now
         if code:
