@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -11,7 +10,7 @@ import pyarrow as pa
 
 from samples import vocab
 from samples.text import join, pick
-from schemas.regions import OPEN_END, current_counties, full_name, regions
+from schemas.regions import current_counties, full_name, regions, successors
 
 FIRST_YEAR, LAST_YEAR = 1930, 2025
 # Prefecture prefixes of the cities most people live in (Hangzhou, Shenzhen, Chengdu, Wuhan,
@@ -93,38 +92,15 @@ def places() -> Places:
     )
 
 
-_SUFFIX = re.compile(r"(自治县|自治旗|林区|特区|县|市|区|旗)$")
-
-
 @lru_cache(maxsize=1)
 def retired_codes() -> dict[str, tuple[str, ...]]:
     """County code in use -> the retired GB/T 2260 codes it continues (大兴县 110224 -> 大兴区 110115).
 
-    The table has codes and their years, not successions: a retired code continues as the one code of
-    its province that started the year it ended (or the next) under the same name less its suffix;
-    followed through later renames to today's code. Merged or split counties have none.
+    The inverse of ``schemas.regions.successors``: the generator writes the old codes the hub reads back.
     """
-    table = regions()
-    started: dict[tuple[str, int, str], set[str]] = {}
-    for code, items in table.items():
-        for r in items:
-            started.setdefault((code[:2], r.start, _SUFFIX.sub("", r.name)), set()).add(code)
-    successor = {}
-    for code, items in table.items():
-        last = items[-1]
-        if last.end != OPEN_END:
-            found = set().union(*(started.get((code[:2], year, _SUFFIX.sub("", last.name)), set())
-                                  for year in (last.end, last.end + 1))) - {code}
-            if len(found) == 1:
-                successor[code] = found.pop()
     out: dict[str, list[str]] = {}
-    for code in sorted(successor):
-        seen, current = {code}, successor[code]
-        while current in successor and current not in seen:
-            seen.add(current)
-            current = successor[current]
-        if table[current][-1].end == OPEN_END and current != code:
-            out.setdefault(current, []).append(code)
+    for old, current in sorted(successors().items()):
+        out.setdefault(current, []).append(old)
     return {code: tuple(old) for code, old in out.items()}
 
 

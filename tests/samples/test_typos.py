@@ -347,3 +347,12 @@ def test_romanised_surnames_read_as_the_hub_reads_them():
     surnames = {s for s in vocab.SURNAMES if len(s) == 1} | set(SURNAME_READINGS)
     assert {s: t.lower[int(t.surname_syllable[ord(s)])].as_py() for s in surnames} == {
         s: pinyin_words(s)[0] for s in surnames}
+
+
+def test_retired_codes_are_the_hubs_successions():
+    # One succession rule (schemas.regions): every retired code the generator writes is read back as its county.
+    from samples.places import retired_codes
+    from schemas.regions import current_code, successors
+
+    written = {old: county for county, olds in retired_codes().items() for old in olds}
+    assert written == successors() and all(current_code(old) == county for old, county in written.items())
