@@ -9,6 +9,7 @@ from airflow.sdk import dag, task
 
 from dags.assets import staged
 from hub import jobs
+from hub.airflow_env import WAREHOUSE_POOL
 from hub.settings import get_settings
 
 DEFAULT_ARGS = {
@@ -43,7 +44,7 @@ def ingestion_dag(source_name: str, schedule: str | None):
             manifest = jobs.ingest(source_name, run_id or "manual")
             return {"rows": manifest.rows, "watermark": manifest.watermark}
 
-        @task(outlets=[staged(source_name)], pool="hub_warehouse")
+        @task(outlets=[staged(source_name)], pool=WAREHOUSE_POOL)
         def stage(_landed: dict) -> dict:
             result = jobs.stage(source_name)
             return {"staged": result.staged, "quarantined": result.quarantined}

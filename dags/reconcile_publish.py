@@ -11,6 +11,7 @@ from airflow.sdk import dag, task
 
 from dags.assets import published, staged
 from hub import jobs
+from hub.airflow_env import WAREHOUSE_POOL
 
 
 @dag(
@@ -24,7 +25,7 @@ from hub import jobs
     tags=["hub", "publish"],
 )
 def reconcile_publish():
-    @task(outlets=[published()], pool="hub_warehouse")
+    @task(outlets=[published()], pool=WAREHOUSE_POOL)
     def reconcile_and_publish(run_id: str | None = None) -> dict:  # run_id comes from the task context
         result = jobs.reconcile_and_publish(run_id or "manual")
         return {"version": result.version, "tables": result.tables}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.dag_processing.dagbag import DagBag
 
-from hub.airflow_env import DAGS_FOLDER
+from hub.airflow_env import DAGS_FOLDER, WAREHOUSE_POOL
 
 
 def _bag() -> DagBag:
@@ -23,7 +23,7 @@ def test_ingestion_dag_lands_then_stages_with_retries_and_an_outlet():
     assert stage.upstream_task_ids == {"land"}
     assert land.retries >= 1 and land.execution_timeout is not None and land.on_failure_callback
     assert [a.uri for a in stage.outlets] == ["hub://staging/household"]
-    assert stage.pool == "hub_warehouse"
+    assert stage.pool == WAREHOUSE_POOL == "hub_warehouse"  # the one slot hub.airflow_env creates
 
 
 def _assets(condition) -> list:
@@ -40,3 +40,4 @@ def test_publish_dag_is_scheduled_on_staged_data_not_the_clock():
     assert "hub://staging/household" in expected
     assert {a.uri for a in _assets(dag.timetable.asset_condition)} == expected
     assert dag.get_task("reconcile_and_publish").outlets[0].uri == "hub://snapshots/current"
+    assert dag.get_task("reconcile_and_publish").pool == WAREHOUSE_POOL
