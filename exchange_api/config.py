@@ -39,7 +39,7 @@ class ApiSettings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="Whose calendar 'today' follows in verifications.")
     apply_instructions: str = Field(
         default="Ask the owning department to approve a grant (department, library, fields, purpose code, expiry); "
-                "the hub operator records it with `hub grant`. Unconditional fields need no grant.",
+                "the hub operator records it with `hub grants add`. Unconditional fields need no grant.",
         description="Shown in the catalogue: how a department applies for more.")
 
     @property

@@ -164,7 +164,7 @@ def add_grant(
     ensure_table(session.get_bind())
     registered = session.get(Purpose, purpose) if purpose else None
     if registered is None or not registered.active:
-        problems.append(f"purpose {purpose!r} is not in the purpose catalogue (hub add-purpose)")
+        problems.append(f"purpose {purpose!r} is not in the purpose catalogue (hub purposes add)")
     elif lib.name not in PurposeInfo.of(registered).libraries:
         problems.append(f"purpose {purpose!r} is not registered for the {lib.name} library")
     if not approved_by:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hub.commands.common import error, fail
+from hub.errors import AccessRefused
 from hub.settings import get_settings
 
 console = Console()
+
+
+class OutputFormat(str, Enum):
+    """How a result is shown: a table on screen, CSV, or a Parquet file."""
+
+    table = "table"
+    csv = "csv"
+    parquet = "parquet"
 
 
 def _show(result, fmt: str, out: Path | None) -> None:  # type: ignore[no-untyped-def]
@@ -42,7 +53,7 @@ def _show(result, fmt: str, out: Path | None) -> None:  # type: ignore[no-untype
 
 def sql(
     query: Annotated[str | None, typer.Argument(help="SQL to run; omit for an interactive session.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or parquet.")] = "table",
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="How to show the result.")] = OutputFormat.table,
     out: Annotated[Path | None, typer.Option(help="Write the result to this file.")] = None,
     raw: Annotated[bool, typer.Option(help="The raw role: unmasked tables (needs --reason; audited).")] = False,
     reason: Annotated[str | None, typer.Option(help="Why the raw role is needed (recorded).")] = None,
@@ -53,19 +64,16 @@ def sql(
     from hub.db import metadata_engine
     from warehouse.analyst import open_analyst
 
-    if fmt not in ("table", "csv", "parquet"):
-        raise typer.BadParameter("--format is table, csv or parquet")
     settings = get_settings()
     try:
         session = open_analyst(settings.snapshots_dir, metadata_engine(), raw=raw, reason=reason)
-    except PermissionError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+    except AccessRefused as exc:
+        raise fail(exc) from exc
     if query is not None:
         try:
-            _show(session.query(query), fmt, out)
+            _show(session.query(query), fmt.value, out)
         except duckdb.Error as exc:
-            console.print(f"[red]error:[/] {str(exc).splitlines()[0]}")
+            error(str(exc).splitlines()[0])
             raise typer.Exit(1) from exc
         return
     console.print(f"snapshot {session.snapshot}, role {session.role}; end statements with ';', Ctrl-D to leave")
@@ -74,9 +82,9 @@ def sql(
         buffer += line
         if buffer.rstrip().endswith(";"):
             try:
-                _show(session.query(buffer), fmt, out)
+                _show(session.query(buffer), fmt.value, out)
             except duckdb.Error as exc:
-                console.print(f"[red]error:[/] {str(exc).splitlines()[0]}")
+                error(str(exc).splitlines()[0])
             buffer = ""
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session
 
+from hub.commands.common import LibraryName, error, fail as _fail
 from hub.settings import get_settings
-from hub.commands.common import fail as _fail
+
+if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the registry, not by `hub --help`
+    from sqlalchemy.orm import Session
 
 console = Console()
 
@@ -100,15 +102,16 @@ def retire_key(kid: Annotated[str, typer.Argument(help="Key id to retire now.")]
 
 def grant(
     department: Annotated[str, typer.Argument(help="Department code.")],
-    library: Annotated[str, typer.Argument(help="population, legal_person or licence.")],
+    library_name: Annotated[LibraryName, typer.Argument(metavar="LIBRARY", help="The library the fields are of.")],
     fields: Annotated[str, typer.Argument(help="Comma-separated conditional fields, e.g. name,birth_date.")],
-    purpose: Annotated[str, typer.Argument(help="A purpose code of the catalogue (hub purposes) the department will send.")],
+    purpose: Annotated[str, typer.Argument(help="A purpose code of the catalogue (hub purposes list) the department will send.")],
     expiry: Annotated[dt.datetime, typer.Argument(help="Grant valid until (UTC), e.g. 2026-12-31.")],
     approved_by: Annotated[str, typer.Option("--approved-by", help="Who approved it (owning department).")],
 ) -> None:
     """Record an approved conditional-sharing grant."""
     from exchange_api.registry import add_grant
 
+    library = library_name.value
     with _registry() as session:
         row = add_grant(session, department, library, fields.split(","), purpose, _utc(expiry), approved_by)
         grant_id, granted = row.id, row.fields
@@ -123,7 +126,7 @@ def rotate_hub_key() -> None:
     console.print(f"active hub key is now [bold]{key.kid}[/]")
 
 
-def revoke_grant(grant_id: Annotated[int, typer.Argument(help="Grant number, as printed by `hub grant`.")]) -> None:
+def revoke_grant(grant_id: Annotated[int, typer.Argument(help="Grant number, as printed by `hub grants add`.")]) -> None:
     """Revoke a grant: its fields are withheld from now on (within the API's registry cache time)."""
     from exchange_api.registry import revoke_grant as revoke
 
@@ -326,7 +329,7 @@ def verify_audit(
     missing = [str(path) for path in witness or () if not path.is_file()]
     if missing:
         for path in missing:
-            console.print(f"[red]error:[/] witness file not found: {path}", soft_wrap=True)
+            error(f"witness file not found: {path}")
         raise typer.Exit(1)
     keyring = HubKeyring(settings.keys_dir)
     # Anchors first, rows after: a checkpoint or answer made meanwhile names rows the walk will then see.
@@ -362,20 +365,26 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def _group(name: str, help_: str, commands: dict[str, Callable[..., None]]) -> typer.Typer:
+    """A noun of the command line (``hub keys …``) with its verbs."""
+    group = typer.Typer(name=name, help=help_, no_args_is_help=True)
+    for verb, command in commands.items():
+        group.command(verb)(command)
+    return group
+
+
 def register(app: typer.Typer) -> None:
-    """Add the exchange API commands to the ``hub`` command line."""
+    """Add the exchange API commands to the ``hub`` command line, the registry's grouped by noun."""
+    # Groups are made per call: a module-level Typer would collect each caller's commands twice.
     app.command("serve")(serve)
-    app.command("register-department")(register_department)
-    app.command("add-key")(add_key)
-    app.command("retire-key")(retire_key)
-    app.command("grant")(grant)
-    app.command("rotate-hub-key")(rotate_hub_key)
-    app.command("revoke-grant")(revoke_grant)
-    app.command("set-limits")(set_limits)
-    app.command("add-purpose")(add_purpose)
-    app.command("retire-purpose")(retire_purpose)
-    app.command("load-purposes")(load_purposes)
-    app.command("purposes")(purposes)
+    app.add_typer(_group("departments", "Departments that call the exchange API: register one, set its limits.",
+                         {"register": register_department, "set-limits": set_limits}))
+    app.add_typer(_group("keys", "Department public keys (add, retire) and the hub's answer-signing key (rotate-hub).",
+                         {"add": add_key, "retire": retire_key, "rotate-hub": rotate_hub_key}))
+    app.add_typer(_group("grants", "Approved conditional-sharing grants: record one, revoke one.",
+                         {"add": grant, "revoke": revoke_grant}))
+    app.add_typer(_group("purposes", "The purpose catalogue requests and grants name.",
+                         {"list": purposes, "add": add_purpose, "retire": retire_purpose, "load": load_purposes}))
     app.command("api-status")(api_status)
     app.command("verify-audit")(verify_audit)
     app.command("access-log")(access_log)

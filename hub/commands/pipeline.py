@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hub.commands.common import fail
 from hub.errors import HubError, PipelineBusy, SnapshotError
 from hub.settings import get_settings
 
@@ -37,8 +38,7 @@ def run(
     except HubError as exc:
         if isinstance(exc, PipelineBusy):
             _record_refusal(run_id, exc)
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
     _print_status(result.version if result else None)
 
 

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 
 from hub.errors import HubError
-from hub.commands.common import console, fail
+from hub.commands.common import console, err_console, error, fail
 
 app = typer.Typer(name="warehouse", help="Check and rebuild the pipeline's working database (operators).",
                   no_args_is_help=True)
@@ -55,9 +55,9 @@ def check(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for m
         console.print(f"[green]ok:[/] {found.path} is whole: every table read")
         return
     for problem in found.problems:
-        console.print(f"[red]error:[/] {problem}")
+        error(problem)
     if found.state in ("damaged", "missing"):
-        console.print("rebuild it from the landings and the decision log: [bold]hub warehouse rebuild --publish[/]")
+        err_console.print("rebuild it from the landings and the decision log: [bold]hub warehouse rebuild --publish[/]")
     raise typer.Exit(1)
 
 

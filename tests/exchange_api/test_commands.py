@@ -27,16 +27,16 @@ def test_register_department_and_grant(hub_env, tmp_path):
     kid, _, public_pem = generate_department_key()
     key_file = tmp_path / "civil_affairs.pem"
     key_file.write_text(public_pem)
-    code, output = cli("register-department", "civil_affairs", "民政局", "--public-key-file", str(key_file))
+    code, output = cli("departments", "register", "civil_affairs", "民政局", "--public-key-file", str(key_file))
     assert code == 0, output
     assert kid in output
 
     expiry = (dt.date.today() + dt.timedelta(days=365)).isoformat()
-    grant = ("grant", "civil_affairs", "population", "name,marital_status", "marriage_registration", expiry,
+    grant = ("grants", "add", "civil_affairs", "population", "name,marital_status", "marriage_registration", expiry,
              "--approved-by", "public_security")
     code, output = cli(*grant)
     assert code == 1 and "not in the purpose catalogue" in output  # grants name catalogue purposes only
-    code, output = cli("add-purpose", "marriage_registration", "婚姻登记", "--legal-basis", "《婚姻登记条例》第五条",
+    code, output = cli("purposes", "add", "marriage_registration", "婚姻登记", "--legal-basis", "《婚姻登记条例》第五条",
                        "--libraries", "population")
     assert code == 0, output
     code, output = cli(*grant)
@@ -51,7 +51,7 @@ def test_register_department_and_grant(hub_env, tmp_path):
 
 
 def test_grant_refuses_every_problem_at_once(hub_env):
-    code, output = cli("grant", "nobody", "population", "phone,gender,nonsense", "p", "2000-01-01",
+    code, output = cli("grants", "add", "nobody", "population", "phone,gender,nonsense", "p", "2000-01-01",
                        "--approved-by", "x")
     assert code == 1
     for problem in ("not registered", "phone is not shareable", "gender is unconditional", "no field 'nonsense'",

@@ -193,18 +193,18 @@ def test_ping_and_healthz(hub):
 
 def test_set_limits_and_revoke_grant_commands(hub, cli_env):
     dept = hub.department([("population", ["name"], PURPOSE)])
-    code, output = cli(hub, "set-limits", dept.code, "--rate", "5", "--daily-quota", "100")
+    code, output = cli(hub, "departments", "set-limits", dept.code, "--rate", "5", "--daily-quota", "100")
     assert code == 0, output
     assert dept.client.catalogue()["limits"]["daily_quota"] in (100, hub.app.state.exchange.api.daily_quota)
     from exchange_api.models import Grant
 
     with hub.sessions() as session:
         (grant,) = session.query(Grant).filter_by(department=dept.code)
-    code, output = cli(hub, "revoke-grant", str(grant.id))
+    code, output = cli(hub, "grants", "revoke", str(grant.id))
     assert code == 0, output
     hub.app.state.exchange.registry.invalidate()  # what the registry cache's expiry does within a second
     assert "name" not in dept.client.lookup("population", PERSON_ID, PURPOSE, "CASE-G1").record
-    assert cli(hub, "set-limits", "nobody", "--rate", "1")[0] == 1
+    assert cli(hub, "departments", "set-limits", "nobody", "--rate", "1")[0] == 1
 
 
 def test_dates_in_grants_are_timezone_aware(hub):

@@ -83,10 +83,10 @@ def test_the_catalogue_lists_every_registered_purpose_with_its_legal_basis(hub):
 def test_operators_add_list_and_retire_purposes(tmp_path):
     with hub_at(tmp_path / "data") as own:
         data = own.settings.data_dir
-        code, output = cli(data, "add-purpose", "housing_subsidy", "住房保障资格审核", "--legal-basis",
+        code, output = cli(data, "purposes", "add", "housing_subsidy", "住房保障资格审核", "--legal-basis",
                            "《公共租赁住房管理办法》第七条", "--libraries", "population,legal_person")
         assert code == 0, output
-        code, output = cli(data, "purposes", "--json")
+        code, output = cli(data, "purposes", "list", "--json")
         listed = {p["code"]: p for p in json.loads(output)}
         assert listed["housing_subsidy"]["libraries"] == ["population", "legal_person"]
         assert listed["housing_subsidy"]["active"] is True
@@ -95,12 +95,12 @@ def test_operators_add_list_and_retire_purposes(tmp_path):
         own.app.state.exchange.registry.invalidate()  # what the registry cache's expiry does within a second
         assert "name" in dept.client.lookup("population", PERSON_ID, "housing_subsidy", "CASE-P8").record
 
-        assert cli(data, "retire-purpose", "housing_subsidy")[0] == 0
+        assert cli(data, "purposes", "retire", "housing_subsidy")[0] == 0
         own.app.state.exchange.registry.invalidate()
         error = refusal(lambda: dept.client.lookup("population", PERSON_ID, "housing_subsidy", "CASE-P9"))
         assert error.code == "unknown_purpose"
 
-        code, output = cli(data, "add-purpose", "12345", "", "--legal-basis", "", "--libraries", "people")
+        code, output = cli(data, "purposes", "add", "12345", "", "--legal-basis", "", "--libraries", "people")
         assert code == 1
         for problem in ("all digits", "needs a name", "legal basis", "no library 'people'"):
             assert problem in output
