@@ -11,9 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.commands.common import error, fail
+from hub.commands.common import error, fail, get_settings
 from hub.errors import AccessRefused
-from hub.settings import get_settings
 
 console = Console()
 

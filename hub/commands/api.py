@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from hub.commands.common import LibraryName, error, fail as _fail
-from hub.settings import get_settings
+from hub.commands.common import LibraryName, error, fail as _fail, get_settings
 
 if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the registry, not by `hub --help`
     from sqlalchemy.orm import Session

@@ -13,7 +13,6 @@ import typer
 
 from hub.errors import InvalidIdentifier
 from hub.masking import mask_id
-from schemas.ids import USCC_KIND, is_valid_credit_code, normalise, validate_credit_code, validate_resident_id
 
 
 class Kind(str, Enum):
@@ -41,6 +40,9 @@ class Result:
 
 def _validate(text: str, kind: Kind) -> tuple[Kind, str]:
     """(kind, normalised) of a valid input, or InvalidIdentifier; ``kind`` auto resolved by shape."""
+    # Imported on first use: the region tables and python-stdnum are a fifth of `hub --help`'s start-up.
+    from schemas.ids import is_valid_credit_code, normalise, validate_credit_code, validate_resident_id
+
     if kind is Kind.credit_code:
         return kind, validate_credit_code(text)
     if kind is Kind.auto:
@@ -62,6 +64,8 @@ def check_one(text: str, kind: Kind = Kind.auto) -> Result:
     try:
         found, number = _validate(text, kind)
     except InvalidIdentifier as exc:
+        from schemas.ids import USCC_KIND
+
         found = Kind.credit_code if exc.kind == USCC_KIND else Kind.resident_id
         return Result(masked, False, found.value, None, exc.part, exc.detail or None)
     return Result(masked, True, found.value, number, None, None)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from hub.errors import AccessRefused, HubError
-from hub.settings import get_settings
 from schemas import LIBRARIES
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
 
 console = Console()
 # Errors go to stderr, so that `hub … --json | jq` never reads a refusal as data.
@@ -73,6 +75,13 @@ def handle_errors(app: typer.Typer) -> typer.Typer:
         if group.typer_instance is not None:
             handle_errors(group.typer_instance)
     return app
+
+
+def get_settings() -> Settings:
+    """The hub's settings (pydantic-settings imported on first use: it is a third of `hub --help`'s start-up)."""
+    from hub.settings import get_settings as loaded
+
+    return loaded()
 
 
 def work():  # type: ignore[no-untyped-def]

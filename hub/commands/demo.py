@@ -13,15 +13,17 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from hub.masking import mask_id
-from hub.serving import serving
-from hub.settings import Settings, get_settings
+from hub.commands.common import get_settings
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
 
 console = Console()
 
@@ -75,6 +77,8 @@ def sample_registry(settings: Settings) -> Iterator[None]:
     from samples.business_registry import FOLDER, create_registry_app
 
     token = secrets.token_urlsafe(24)
+    from hub.serving import serving  # uvicorn: imported by the commands that serve, not by `hub --help`
+
     with serving(create_registry_app(settings.samples_dir / FOLDER, token)) as url:
         variable = "AIRFLOW_CONN_HUB_BUSINESS_REGISTRY"
         previous = os.environ.get(variable)
@@ -130,6 +134,7 @@ def demo(
     from exchange_api.client import HubClient
 
     from exchange_api.app import create_app
+    from hub.serving import serving
 
     with serving(create_app(settings), settings.api_host) as url:
         with HubClient(url, kid, key_file.read_bytes()) as client:

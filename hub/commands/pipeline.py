@@ -10,9 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.commands.common import fail
+from hub.commands.common import fail, get_settings
 from hub.errors import HubError, PipelineBusy, SnapshotError
-from hub.settings import get_settings
 
 if TYPE_CHECKING:
     from warehouse.published import PublishedSnapshot

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hub.errors import HubError
-from hub.settings import Settings, get_settings
+from hub.commands.common import fail, get_settings
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
 
 console = Console()
 
@@ -37,6 +39,8 @@ def _rates(defect_rate: float | None, overrides: dict[str, float | None]):  # ty
 def run_generation(settings: Settings, people: int, seed: int, out: Path | None = None,
                    household_url: str | None = None, rates=None):  # type: ignore[no-untyped-def]
     """Generate with a rich progress bar per system; returns the manifest."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from samples import generate_samples
     from samples.generate import STAGES
 
@@ -80,8 +84,7 @@ def generate_samples_command(
         rates = _rates(defect_rate, overrides)
         manifest = run_generation(get_settings(), people, seed, out, household_url, rates)
     except (HubError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
     console.print(f"samples in [bold]{manifest.out_dir}[/] (household: {manifest.household})")
     for name, count in manifest.counts.items():
         console.print(f"  {name:<36}{count:>14,}")
