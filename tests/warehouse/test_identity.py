@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 
 from samples import DefectRates, generate_samples
 from hub.errors import ConfigError
-from warehouse.identity import resolve_identities
+from warehouse.identity import IdentityResult, resolve_identities
 from warehouse.identity_config import load_config, parse_config
 from warehouse.identity_review import IdentityError, explain, override
 from warehouse.reconcile import build_golden
@@ -45,11 +47,33 @@ def staged(tmp_path_factory) -> Path:
     return root
 
 
+@dataclass(frozen=True)
+class Resolved:
+    database: Path  # the staged working database after one identity run ("r1")
+    result: IdentityResult
+
+
+@pytest.fixture(scope="module")
+def resolved_once(staged, tmp_path_factory) -> Resolved:
+    """The staged working database after one identity run, made once for the module (tests take copies)."""
+    from tests.conftest import _clear_caches
+
+    folder = tmp_path_factory.mktemp("resolved")
+    shutil.copy(staged / "warehouse" / WORK_DB, folder / WORK_DB)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUB_DATA_DIR", str(folder / "data"))
+        _clear_caches()
+        with open_work(folder) as conn:
+            result = resolve_identities(conn, "population", run_id="r1")
+    _clear_caches()
+    return Resolved(folder / WORK_DB, result)
+
+
 @pytest.fixture
-def work(staged, settings):
-    """This test's own copy of the staged working database, open."""
+def resolved(resolved_once, settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """This test's own copy of the working database after run "r1", open."""
     settings.warehouse_dir.mkdir(parents=True)
-    shutil.copy(staged / "warehouse" / WORK_DB, settings.warehouse_dir / WORK_DB)
+    shutil.copy(resolved_once.database, settings.warehouse_dir / WORK_DB)
     with open_work(settings.warehouse_dir) as conn:
         yield conn
 
@@ -64,15 +88,15 @@ def _links(conn: duckdb.DuckDBPyConnection) -> list[tuple]:
                         "FROM identity_links WHERE retired_at IS NULL ORDER BY ALL").fetchall()
 
 
-def test_links_reach_the_accuracy_the_issue_asks_for(work, truth):
-    result = resolve_identities(work, "population", run_id="r1")
-    scores = pairwise(work, truth)
+def test_links_reach_the_accuracy_the_issue_asks_for(resolved_once, resolved, truth):
+    result = resolved_once.result
+    scores = pairwise(resolved, truth)
     assert result.candidates == scores.considered > 300
     assert scores.true_pairs > 200 and scores.linked == result.linked > 200
     assert scores.precision >= 0.97, scores
     assert scores.recall >= 0.97, scores
     # Both kinds of unusable ID, from both departments that have them, were linked.
-    kinds = dict(work.execute(
+    kinds = dict(resolved.execute(
         "SELECT q.source || ':' || q.reasons[1], count(*) FROM identity_links l JOIN quarantine q ON q.id = l.quarantine_id "
         "WHERE l.retired_at IS NULL GROUP BY 1").fetchall())
     for kind in ("household:id_number: empty", "household:id_number: check_digit", "deaths:id_number: empty",
@@ -80,29 +104,27 @@ def test_links_reach_the_accuracy_the_issue_asks_for(work, truth):
         assert kinds.get(kind, 0) > 0, kinds
 
 
-def test_no_golden_record_mixes_people_with_valid_id_numbers(work, truth):
-    resolve_identities(work, "population", run_id="r1")
-    build_golden(work, "population", ["household"])
-    load_truth(work, truth)
+def test_no_golden_record_mixes_people_with_valid_id_numbers(resolved, truth):
+    build_golden(resolved, "population", ["household"])
+    load_truth(resolved, truth)
     # Records that carry their own valid ID number are never re-keyed, so never merged with another person's.
-    mixed = work.execute(
+    mixed = resolved.execute(
         f"SELECT g.id_number, count(DISTINCT t.person) FROM golden_population g "
         "JOIN staging_population s ON s.id_number = g.id_number "
         f"JOIN truth t ON t.source = s._source AND t.source_record_id = {GENERATED_ID.format('s')} "
         "WHERE NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.retired_at IS NULL AND l.source = s._source "
         "AND l.source_record_id = s.source_record_id) GROUP BY 1 HAVING count(DISTINCT t.person) > 1").fetchall()
     assert mixed == []
-    wrong = work.execute(
+    wrong = resolved.execute(
         "SELECT count(*) FROM identity_links l JOIN truth t ON t.source = l.source "
         f"AND t.source_record_id = {GENERATED_ID.format('l')} "
         "WHERE l.retired_at IS NULL AND t.person <> l.entity_key").fetchall()[0][0]
     assert wrong == 0
 
 
-def test_a_linked_death_report_without_id_makes_the_golden_record_deceased(work, truth):
-    resolve_identities(work, "population", run_id="r1")
-    build_golden(work, "population", ["household"])
-    rows = work.execute(
+def test_a_linked_death_report_without_id_makes_the_golden_record_deceased(resolved, truth):
+    build_golden(resolved, "population", ["household"])
+    rows = resolved.execute(
         "SELECT l.entity_key, g.life_status, q.status, q.note FROM identity_links l "
         "JOIN quarantine q ON q.id = l.quarantine_id JOIN golden_population g ON g.id_number = l.entity_key "
         "WHERE l.retired_at IS NULL AND l.source = 'deaths' AND list_contains(q.reasons, 'id_number: empty')").fetchall()
@@ -110,81 +132,77 @@ def test_a_linked_death_report_without_id_makes_the_golden_record_deceased(work,
     for key, life, status, note in rows:
         assert life == "deceased" and status == "linked"
         assert note.startswith("identity link ") and key not in note and key[:4] in note  # masked
-    staged_key = work.execute(
+    staged_key = resolved.execute(
         "SELECT count(*) FROM staging_population s JOIN identity_links l ON l.source = s._source "
         "AND l.source_record_id = s.source_record_id AND l.entity_key = s.id_number WHERE l.retired_at IS NULL").fetchall()
-    assert staged_key[0][0] == work.execute("SELECT count(*) FROM identity_links WHERE retired_at IS NULL").fetchall()[0][0]
+    assert staged_key[0][0] == resolved.execute("SELECT count(*) FROM identity_links WHERE retired_at IS NULL").fetchall()[0][0]
 
 
-def test_a_second_run_with_the_same_inputs_gives_identical_links(work):
-    first = resolve_identities(work, "population", run_id="r1")
-    links = _links(work)
-    misses = work.execute("SELECT * EXCLUDE (run_id, scored_at) FROM identity_near_misses ORDER BY ALL").fetchall()
-    second = resolve_identities(work, "population", run_id="r2")
-    assert _links(work) == links
-    assert work.execute("SELECT * EXCLUDE (run_id, scored_at) FROM identity_near_misses ORDER BY ALL").fetchall() == misses
+def test_a_second_run_with_the_same_inputs_gives_identical_links(resolved_once, resolved):
+    first = resolved_once.result
+    links = _links(resolved)
+    misses = resolved.execute("SELECT * EXCLUDE (run_id, scored_at) FROM identity_near_misses ORDER BY ALL").fetchall()
+    second = resolve_identities(resolved, "population", run_id="r2")
+    assert _links(resolved) == links
+    assert resolved.execute("SELECT * EXCLUDE (run_id, scored_at) FROM identity_near_misses ORDER BY ALL").fetchall() == misses
     assert (second.linked, second.kept, second.new_links, second.unlinked) == (first.linked, first.linked, 0, 0)
-    (staged,) = work.execute("SELECT count(*) FROM staging_population").fetchall()[0]
-    resolve_identities(work, "population", run_id="r3")
-    assert work.execute("SELECT count(*) FROM staging_population").fetchall()[0][0] == staged  # nothing staged twice
+    (staged,) = resolved.execute("SELECT count(*) FROM staging_population").fetchall()[0]
+    resolve_identities(resolved, "population", run_id="r3")
+    assert resolved.execute("SELECT count(*) FROM staging_population").fetchall()[0][0] == staged  # nothing staged twice
 
 
-def test_the_same_inputs_on_a_fresh_copy_give_the_same_links_and_weights(staged, tmp_path):
-    runs = []
-    for i in range(2):
-        (tmp_path / str(i)).mkdir()
-        shutil.copy(staged / "warehouse" / WORK_DB, tmp_path / str(i) / WORK_DB)
-        with open_work(tmp_path / str(i)) as conn:
-            resolve_identities(conn, "population", run_id="r1")
-            runs.append(_links(conn))
-    assert runs[0] == runs[1]
+def test_the_same_inputs_on_a_fresh_copy_give_the_same_links_and_weights(staged, resolved, tmp_path):
+    # The module's run and a second one, in another process's lifetime of caches, on a fresh copy.
+    shutil.copy(staged / "warehouse" / WORK_DB, tmp_path / WORK_DB)
+    with open_work(tmp_path) as conn:
+        resolve_identities(conn, "population", run_id="r1")
+        again = _links(conn)
+    assert again == _links(resolved) and len(again) > 200
 
 
-def test_steward_overrides_survive_later_runs(work, truth):
-    resolve_identities(work, "population", run_id="r1")
-    source, record, key = work.execute(
+def test_steward_overrides_survive_later_runs(resolved, truth):
+    source, record, key = resolved.execute(
         "SELECT source, source_record_id, entity_key FROM identity_links WHERE retired_at IS NULL "
         "AND source = 'household' ORDER BY source_record_id LIMIT 1").fetchall()[0]
-    miss_source, miss_record = work.execute(
+    miss_source, miss_record = resolved.execute(
         "SELECT source, source_record_id FROM identity_near_misses ORDER BY source, source_record_id LIMIT 1").fetchall()[0]
-    (miss_key,) = work.execute("SELECT min(id_number) FROM staging_population WHERE _source = 'household'").fetchall()[0]
-    override(work, source, record, "split", "steward a", key, note="a namesake, per the household registry")
-    override(work, miss_source, miss_record, "merge", "steward b", miss_key)
+    (miss_key,) = resolved.execute("SELECT min(id_number) FROM staging_population WHERE _source = 'household'").fetchall()[0]
+    override(resolved, source, record, "split", "steward a", key, note="a namesake, per the household registry")
+    override(resolved, miss_source, miss_record, "merge", "steward b", miss_key)
     for run in ("r2", "r3"):
-        result = resolve_identities(work, "population", run_id=run)
-        split = explain(work, source, record)
+        result = resolve_identities(resolved, "population", run_id=run)
+        split = explain(resolved, source, record)
         assert split.entity_key != key or split.status != "linked"
-        assert not work.execute("SELECT 1 FROM staging_population WHERE _source = ? AND source_record_id = ? "
+        assert not resolved.execute("SELECT 1 FROM staging_population WHERE _source = ? AND source_record_id = ? "
                                 "AND id_number = ?", [source, record, key]).fetchall()
-        merged = explain(work, miss_source, miss_record)
+        merged = explain(resolved, miss_source, miss_record)
         assert (merged.status, merged.entity_key, merged.decided_by) == ("linked", miss_key, "steward b")
-        assert work.execute("SELECT count(*) FROM staging_population WHERE _source = ? AND source_record_id = ? "
+        assert resolved.execute("SELECT count(*) FROM staging_population WHERE _source = ? AND source_record_id = ? "
                             "AND id_number = ?", [miss_source, miss_record, miss_key]).fetchall()[0][0] == 1
         assert result.by_steward == 1
-    assert [o["action"] for o in explain(work, source, record).overrides] == ["split"]
+    assert [o["action"] for o in explain(resolved, source, record).overrides] == ["split"]
     # "No entity at all" reopens the merged record and keeps it out.
-    override(work, miss_source, miss_record, "none", "steward c")
-    resolve_identities(work, "population", run_id="r4")
-    gone = explain(work, miss_source, miss_record)
+    override(resolved, miss_source, miss_record, "none", "steward c")
+    resolve_identities(resolved, "population", run_id="r4")
+    gone = explain(resolved, miss_source, miss_record)
     assert gone.status == "near miss" and gone.reason == "steward: not any entity"
-    assert work.execute("SELECT status FROM quarantine WHERE source = ? AND source_record_id = ?",
+    assert resolved.execute("SELECT status FROM quarantine WHERE source = ? AND source_record_id = ?",
                         [miss_source, miss_record]).fetchall() == [("open",)]
 
 
-def test_a_record_whose_content_changed_is_matched_again(work):
-    resolve_identities(work, "population", run_id="r1")
-    qid, source, record, key = work.execute(
+def test_a_record_whose_content_changed_is_matched_again(resolved):
+    qid, source, record, key = resolved.execute(
         "SELECT quarantine_id, source, source_record_id, entity_key FROM identity_links WHERE retired_at IS NULL "
         "AND source = 'household' ORDER BY source_record_id LIMIT 1").fetchall()[0]
     # The department delivers the record again, its name now blank: a new quarantine entry, newer.
-    work.execute("INSERT INTO quarantine (library, source, run_id, source_record_id, reasons, record, stage, quarantined_at) "
+    resolved.execute("INSERT INTO quarantine (library, source, run_id, source_record_id, reasons, record, stage, quarantined_at) "
                  "SELECT library, source, 'run-2', source_record_id, reasons, json_merge_patch(record, "
                  "'{\"name\": null, \"run_id\": \"run-2\"}'), stage, now() + INTERVAL 1 SECOND FROM quarantine WHERE id = ?", [qid])
-    result = resolve_identities(work, "population", run_id="r2")
+    result = resolve_identities(resolved, "population", run_id="r2")
     assert result.unlinked == 1
-    retired = work.execute("SELECT retired_reason FROM identity_links WHERE quarantine_id = ?", [qid]).fetchall()
+    retired = resolved.execute("SELECT retired_reason FROM identity_links WHERE quarantine_id = ?", [qid]).fetchall()
     assert retired and retired[0][0] is not None
-    now = explain(work, source, record)
+    now = explain(resolved, source, record)
     assert len(now.history) == 1 and now.comparisons.get("name", {}).get("level") == "missing"
 
 
@@ -221,28 +239,26 @@ def test_configuration_errors_list_every_problem(tmp_path):
         parse_config(["population"])
 
 
-def test_overrides_refuse_unknown_records_and_entities(work):
-    resolve_identities(work, "population", run_id="r1")
-    source, record = work.execute("SELECT source, source_record_id FROM identity_near_misses LIMIT 1").fetchall()[0]
+def test_overrides_refuse_unknown_records_and_entities(resolved):
+    source, record = resolved.execute("SELECT source, source_record_id FROM identity_near_misses LIMIT 1").fetchall()[0]
     with pytest.raises(IdentityError, match="no quarantined record"):
-        override(work, "household", "no-such-record", "merge", "steward", "11010519491231002X")
+        override(resolved, "household", "no-such-record", "merge", "steward", "11010519491231002X")
     with pytest.raises(IdentityError) as info:
-        override(work, source, record, "merge", " ", "11010519491231002X")
+        override(resolved, source, record, "merge", " ", "11010519491231002X")
     assert "steward's name" in str(info.value) and "no entity 1101*************X" in str(info.value)
     assert "11010519491231002X" not in str(info.value)
     with pytest.raises(IdentityError, match="not a valid id_number"):
-        override(work, source, record, "split", "steward", "123")
+        override(resolved, source, record, "split", "steward", "123")
 
 
-def test_cli_lists_and_explains_links_with_masked_ids(work, settings):
+def test_cli_lists_and_explains_links_with_masked_ids(resolved, settings):
     from hub.commands import identity as commands
 
-    resolve_identities(work, "population", run_id="r1")
-    source, record, key = work.execute(
+    source, record, key = resolved.execute(
         "SELECT source, source_record_id, entity_key FROM identity_links WHERE retired_at IS NULL "
         "ORDER BY match_weight DESC, source_record_id LIMIT 1").fetchall()[0]
-    keys = [k for (k,) in work.execute("SELECT entity_key FROM identity_links").fetchall()]
-    work.close()  # the CLI opens the working database itself
+    keys = [k for (k,) in resolved.execute("SELECT entity_key FROM identity_links").fetchall()]
+    resolved.close()  # the CLI opens the working database itself
     app = typer.Typer()
     commands.register(app)
     runner = CliRunner()

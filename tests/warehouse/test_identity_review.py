@@ -6,9 +6,6 @@ import csv
 import math
 import json
 import re
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -19,41 +16,14 @@ from typer.testing import CliRunner
 
 from hub.db import metadata_engine
 from warehouse.analyst import AnalystQuery
-from warehouse.identity import resolve_identities
 from warehouse.identity_charts import match_weights_chart, save_chart, waterfall_chart, write_model_charts
 from warehouse.identity_review import explain, export_links, saved_model
-from warehouse.work import WORK_DB, open_work
-from tests.warehouse.test_identity import staged  # noqa: F401  (fixture: a staged working database)
+from tests.warehouse.test_identity import resolved, resolved_once, staged  # noqa: F401  (fixtures: the working database after one run)
 
 RUN = "r1"
 URL = re.compile(r"""https?://[^\s"'<>)]+""")
 # Only XML namespace names may appear in an SVG: identifiers, never fetched.
 NAMESPACES = ("http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink")
-
-
-@pytest.fixture(scope="module")
-def resolved_once(staged, tmp_path_factory) -> Path:
-    """The staged working database after one identity run (which saves its model), made once for the module."""
-    from tests.conftest import _clear_caches
-
-    folder = tmp_path_factory.mktemp("resolved")
-    shutil.copy(staged / "warehouse" / WORK_DB, folder / WORK_DB)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HUB_DATA_DIR", str(folder / "data"))
-        _clear_caches()
-        with open_work(folder) as conn:
-            resolve_identities(conn, "population", run_id=RUN)
-    _clear_caches()
-    return folder / WORK_DB
-
-
-@pytest.fixture
-def resolved(resolved_once, settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """This test's own copy of the resolved working database, open."""
-    settings.warehouse_dir.mkdir(parents=True)
-    shutil.copy(resolved_once, settings.warehouse_dir / WORK_DB)
-    with open_work(settings.warehouse_dir) as conn:
-        yield conn
 
 
 def _cli():
