@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.masking import mask_id
-from hub.commands.common import get_settings
+from hub.commands.common import LibraryName, error, get_settings
 
 if TYPE_CHECKING:
     from hub.settings import Settings
@@ -155,7 +155,7 @@ def lookup(
     department: Annotated[str, typer.Option(help="Calling department; its key is read from the keys folder.")] = DEMO_DEPARTMENT,
     purpose: Annotated[str, typer.Option(help="Purpose code the grant was given for.")] = DEMO_PURPOSE,
     case_number: Annotated[str, typer.Option(help="The case this lookup serves.")] = "CASE-1",
-    library: Annotated[str, typer.Option(help="population, legal_person or licence.")] = "population",
+    library: Annotated[LibraryName, typer.Option(help="The library to look in.")] = LibraryName.population,
     url: Annotated[str | None, typer.Option(help="Base URL of the exchange API.")] = None,
     key_file: Annotated[Path | None, typer.Option(help="The department's Ed25519 private key (PEM).")] = None,
     kid: Annotated[str | None, typer.Option(help="The key id registered for that key.")] = None,
@@ -171,17 +171,17 @@ def lookup(
     key_file = key_file or default_key
     kid = kid or (default_kid.read_text().strip() if default_kid.exists() else None)
     if not key_file.exists() or not kid:
-        console.print(f"[red]error:[/] no key for {department}: give --key-file and --kid (or run hub demo)")
+        error(f"no key for {department}: give --key-file and --kid (or run hub demo)")
         raise typer.Exit(2)
     value = sys.stdin.readline().strip() if key == "-" else key
     try:
         with HubClient(url or f"http://{settings.api_host}:{settings.api_port}", kid, key_file.read_bytes()) as client:
-            answer = client.lookup(library, value, purpose, case_number)
+            answer = client.lookup(library.value, value, purpose, case_number)
     except HubRequestError as exc:
-        console.print(f"[red]refused ({exc.status} {exc.code}):[/] {exc.message}")
+        error(f"refused ({exc.status} {exc.code}): {exc.message}")
         raise typer.Exit(1) from exc
     except AnswerNotTrusted as exc:
-        console.print(f"[red]answer not trusted:[/] {exc}")
+        error(f"answer not trusted: {exc}")
         raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps({"request_id": answer.request_id, "snapshot_version": answer.snapshot_version,
