@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from exchange_api.answers import MEDIA_TYPE
 from exchange_api.config import ApiSettings
 from exchange_api.errors import install_error_handlers
-from exchange_api import licences_by_holder
+from exchange_api import licences_by_holder, metadata_answers
 from exchange_api.lookup import (
     AccessLogRequest, BatchLookupRequest, ExistenceCheck, LicenceCheck, LicencesByHolderRequest, LookupRequest,
 )
@@ -187,13 +187,13 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
            lambda call: licences_by_holder.answer(exchange, call), model=LicencesByHolderRequest,
            statuses=with_grants, summary="Which licences does this holder have, valid today or on date D?",
            answer="licences: each with its released fields, status and validity on that day")
-    signed("/v1/citizen/access-log", "POST", "access_log", exchange.access_log, model=AccessLogRequest,
+    signed("/v1/citizen/access-log", "POST", "access_log", lambda call: metadata_answers.access_log(exchange, call), model=AccessLogRequest,
            statuses=with_grants, summary="Who looked at this person's record (citizen portal only)",
            answer="entries: when, which department, which fields, for what purpose")
-    signed("/v1/catalogue", "GET", "catalogue", exchange.catalogue, json_answer=True,
+    signed("/v1/catalogue", "GET", "catalogue", lambda call: metadata_answers.catalogue(exchange, call), json_answer=True,
            statuses=(401, 429, 500, 503), summary="What exists and what this department may see",
            answer="libraries and fields with labels and sharing classes, the caller's grants and purposes, how to apply")
-    signed("/v1/usage", "GET", "usage", exchange.usage, json_answer=True, statuses=(401, 422, 429, 500, 503),
+    signed("/v1/usage", "GET", "usage", lambda call: metadata_answers.usage(exchange, call), json_answer=True, statuses=(401, 422, 429, 500, 503),
            summary="This department's usage figures per purpose", answer="requests and records per purpose")
 
     async def jwks() -> JSONResponse:

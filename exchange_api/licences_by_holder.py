@@ -17,7 +17,8 @@ from starlette.responses import Response
 from exchange_api import answers
 from exchange_api.audit import ANSWERED, NOT_FOUND
 from exchange_api.lookup import LicencesByHolderRequest, normalise_key
-from exchange_api.service import Call, Exchange, parse
+from exchange_api.request_input import parse
+from exchange_api.service import Call, Exchange
 from hub.errors import Forbidden
 from schemas import library
 from schemas.licences import status_on, valid_on
@@ -51,7 +52,7 @@ def answer(exchange: Exchange, call: Call) -> Response:
     draft = call.draft
     draft.library, draft.purpose, draft.case_number = "licence", req.purpose, req.case_number
     holder = draft.key = holder_key(req.holder_id)
-    exchange._purpose(req.purpose, "licence")  # noqa: SLF001 - the pipeline's own steps, in its order
+    exchange.check_purpose(req.purpose, "licence")  # noqa: SLF001 - the pipeline's own steps, in its order
     on = exchange._day_asked(req.on)  # noqa: SLF001
     exchange._charge(call, 1)  # noqa: SLF001
     lib = library("licence")
@@ -78,4 +79,4 @@ def answer(exchange: Exchange, call: Call) -> Response:
                                department=call.caller.department, nonce=call.caller.nonce)
     payload.update(question="licences_by_holder", holder_id=holder, on=on.isoformat(),
                    licence_types=sorted(wanted) if wanted is not None else None, licences=items)
-    return exchange._jose(payload)  # noqa: SLF001
+    return exchange.jose(payload)  # noqa: SLF001

@@ -9,7 +9,9 @@
 The audit commit decides the last two refusals: a nonce already seen (401 ``replayed_nonce``) and a daily
 quota used up by other processes meanwhile (429 ``quota_exceeded``). Whatever the outcome, a request
 that can be traced to a department gets its audit rows before its response leaves; if they cannot be
-written, the response is a 500 and the answer is dropped.
+written, the answer is dropped and the response is 503 ``audit_unavailable``. The request's input is read
+in ``exchange_api.request_input``; the catalogue, usage and access-log answers live in
+``exchange_api.metadata_answers``, the licences of a holder in ``exchange_api.licences_by_holder``.
 """
 
 from __future__ import annotations
@@ -17,18 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import sessionmaker
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from exchange_api import answers
 from exchange_api.audit import (
@@ -38,40 +37,31 @@ from exchange_api.audit import (
 from exchange_api.audit_checkpoints import Checkpoints, checkpoint_dir
 from exchange_api.config import ApiSettings
 from exchange_api.errors import (
-    AsOfUnavailable, AuditUnavailable, InvalidRequest, describe_validation_errors, error_response, problem_of,
+    AsOfUnavailable, AuditUnavailable, InvalidRequest, error_response, problem_of,
 )
 from exchange_api.hub_keys import HubKeyring
 from exchange_api.limits import RateLimiter, check_quota
 from exchange_api.lookup import (
-    AccessLogRequest, BatchLookupRequest, ExistenceCheck, LicenceCheck, LookupRequest, normalise_key,
+    BatchLookupRequest, ExistenceCheck, LicenceCheck, LookupRequest, normalise_key,
 )
 from exchange_api.metrics import Metrics
 from exchange_api.models import exchange_sessions
-from exchange_api.permissions import AccessDecision, data_fields, decide, unknown_fields
+from exchange_api.permissions import AccessDecision, decide, unknown_fields
 from exchange_api.purposes import check_purpose
 from exchange_api.registry import Limits, RegistryCache
+from exchange_api.request_input import check_in_range, note_unproven_body, parse, read_body, target_uri
 from exchange_api.request_signatures import RequestVerifier, SignatureRefused, SignedMessage, VerifiedCaller
 from exchange_api.sweeps import SweepDetector, alert_ticket, observed
 from exchange_api.writer import GroupWriter
 from hub.errors import AuthError, Forbidden, InvalidIdentifier, PayloadTooLarge, RateLimited, SnapshotError
 from hub.settings import Settings
-from schemas import LIBRARIES, Library, library
+from schemas import Library, library
 from schemas.licences import valid_on
 from warehouse.published import CurrentSnapshot, PublishedSnapshot
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
-
-# The days a request may name: the start and end of each are representable in UTC whatever the time zone
-# (answers and the audit write UTC), so no date a client sends can overflow a conversion.
-FIRST_DAY, LAST_DAY = dt.date(1, 1, 2), dt.date(9999, 12, 30)
-EARLIEST = dt.datetime.combine(FIRST_DAY, dt.time(), tzinfo=dt.UTC)
-LATEST = dt.datetime.combine(LAST_DAY, dt.time.max, tzinfo=dt.UTC)
 ACTIVE = {"population": ("life_status", frozenset({"living"})), "legal_person": ("status", frozenset({"active"}))}
-# The outcome of a catalogue or usage call: answered, but with nothing about anyone, so it is neither a record
-# released nor a paper proof replaced in the usage figures.
-METADATA = "metadata"
 
 
 @dataclass
@@ -84,76 +74,6 @@ class Call:
     draft: AuditDraft
     ticket: Ticket
     limits: Limits
-
-
-def target_uri(request: Request) -> str:
-    """The absolute target URI as the client addressed it: scheme, Host header, raw (still encoded) path, query."""
-    scope = request.scope
-    host = request.headers.get("host")
-    if not host:
-        server = scope.get("server") or ("localhost", None)
-        host = f"{server[0]}:{server[1]}" if server[1] else server[0]
-    raw_path = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else scope["path"]
-    query = scope.get("query_string", b"").decode("latin-1")
-    return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused past ``limit`` bytes without reading further."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request bodies are limited to {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request bodies are limited to {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _note_unproven_body(draft: AuditDraft, body: bytes) -> None:
-    """Record what a refused request asked for, best effort: it helps a person see attempts on their record."""
-    try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return
-    if not isinstance(data, dict):
-        return
-    for name, limit in (("library", 64), ("purpose", 64), ("case_number", 128)):
-        if isinstance(data.get(name), str):
-            setattr(draft, name, data[name][:limit])
-    key = data.get("key")
-    if isinstance(key, str) and len(key) <= 64:
-        draft.key = key.strip().upper()
-        if draft.library in LIBRARIES:
-            # The canonical form, so the attempt hashes like the person's other lookups.
-            with contextlib.suppress(InvalidIdentifier):
-                draft.key = normalise_key(draft.library, key)
-
-
-def check_in_range(name: str, value: dt.date | dt.datetime, tz: dt.tzinfo) -> None:
-    """422 ``invalid_request`` naming ``name`` unless the date or time lies within FIRST_DAY … LAST_DAY."""
-    if isinstance(value, dt.datetime):
-        try:
-            inside = EARLIEST <= (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(dt.UTC) <= LATEST
-        except OverflowError:
-            inside = False
-    else:
-        inside = FIRST_DAY <= value <= LAST_DAY
-    if not inside:
-        raise InvalidRequest(f"{name}: {value.isoformat()} is out of the range the hub answers about "
-                             f"({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})")
-
-
-def parse(model: type[M], body: bytes) -> M:
-    """The validated body; 422 ``invalid_request`` describing what is wrong without echoing it."""
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        known = set(model.model_fields)
-        raise InvalidRequest(describe_validation_errors(exc.errors(include_input=False, include_url=False), known)) from None
 
 
 class Exchange:
@@ -225,7 +145,7 @@ class Exchange:
             try:
                 self.sweeps.check(caller.department, operation)
             except RateLimited:
-                _note_unproven_body(draft, body)  # which record a throttled sweep went on to ask for, for the audit
+                note_unproven_body(draft, body)  # which record a throttled sweep went on to ask for, for the audit
                 raise
             call = Call(request, body, caller, draft, ticket, limits)
             result = answer(call)
@@ -288,7 +208,7 @@ class Exchange:
         except SignatureRefused as exc:
             if exc.claimant is not None:
                 draft.department, draft.kid = exc.claimant.department, exc.claimant.kid
-                _note_unproven_body(draft, body)
+                note_unproven_body(draft, body)
             raise
         draft.department, draft.kid, draft.authenticated = caller.department, caller.kid, True
         return caller
@@ -298,7 +218,7 @@ class Exchange:
                     call.limits, units)
         call.ticket.units = units
 
-    def _purpose(self, purpose: str, library_name: str) -> None:
+    def check_purpose(self, purpose: str, library_name: str) -> None:
         """422 ``unknown_purpose`` / ``purpose_not_for_library`` unless the catalogue allows it for this library."""
         check_purpose(self.registry.purposes(), purpose, library_name)
 
@@ -327,7 +247,7 @@ class Exchange:
         # A date means the end of that day on the hub's calendar.
         return dt.datetime.combine(value + dt.timedelta(days=1), dt.time(), tzinfo=self.tz) - dt.timedelta(microseconds=1)
 
-    def _jose(self, payload: dict[str, Any]) -> Response:
+    def jose(self, payload: dict[str, Any]) -> Response:
         return answers.PendingAnswer(payload, self.keyring)  # signed in handle(), once its audit row is written
 
     # ----- lookups ------------------------------------------------------------------------------------------
@@ -357,7 +277,7 @@ class Exchange:
         draft.key = req.key.strip().upper()  # what was asked, in case it is refused as invalid
         key = draft.key = normalise_key(req.library, draft.key)
         when = self._as_of(req.as_of)
-        self._purpose(req.purpose, req.library)
+        self.check_purpose(req.purpose, req.library)
         self._charge(call, 1)
         lib = library(req.library)
         decision = self._access(call, lib, req.purpose, req.fields)
@@ -375,7 +295,7 @@ class Exchange:
             draft.outcome, draft.fields_released = ANSWERED, decision.released
         else:
             draft.outcome = NOT_FOUND if decision.released else NOT_ALLOWED
-        return self._jose(payload)
+        return self.jose(payload)
 
     def _require_history(self, lib: Library) -> None:
         if not self.snapshots.get().has(lib.name + "_history"):
@@ -386,7 +306,7 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
         draft.fields_requested = tuple(req.fields) if req.fields is not None else None
-        self._purpose(req.purpose, req.library)
+        self.check_purpose(req.purpose, req.library)
         if len(req.keys) > self.api.max_batch:
             raise PayloadTooLarge(f"a batch holds at most {self.api.max_batch} keys", code="batch_too_large")
         keys = []
@@ -417,7 +337,7 @@ class Exchange:
         payload.update(library=lib.name, results=results)
         if when is not None:
             payload["as_of"] = answers.json_value(when)
-        return self._jose(payload)
+        return self.jose(payload)
 
     # ----- verification without disclosure ----------------------------------------------------------------
 
@@ -426,7 +346,7 @@ class Exchange:
         payload = answers.envelope(request_id=call.draft.request_id, snapshot_version=snapshot.version,
                                    department=call.caller.department, nonce=call.caller.nonce)
         payload.update(question=question, subject=subject, on=on.isoformat(), answer=answer)
-        return self._jose(payload)
+        return self.jose(payload)
 
     def _record_on(self, snapshot: PublishedSnapshot, lib: Library, key: str,
                    on: dt.date) -> tuple[dict[str, Any] | None, bool]:
@@ -441,7 +361,7 @@ class Exchange:
         req = parse(LicenceCheck, call.body)
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = "licence", req.purpose, req.case_number
-        self._purpose(req.purpose, "licence")
+        self.check_purpose(req.purpose, "licence")
         number = normalise_key("licence", req.licence_number)
         holder = req.holder_id.strip().upper()
         with contextlib.suppress(InvalidIdentifier):  # an ID number or a credit code: canonical if it is either
@@ -473,7 +393,7 @@ class Exchange:
         draft = call.draft
         draft.library, draft.purpose, draft.case_number = req.library, req.purpose, req.case_number
         key = draft.key = normalise_key(req.library, req.key)
-        self._purpose(req.purpose, req.library)
+        self.check_purpose(req.purpose, req.library)
         on = self._day_asked(req.on)
         self._charge(call, 1)
         snapshot = self.snapshots.get()
@@ -489,71 +409,3 @@ class Exchange:
         return self._verification(call, "exists_and_active", {"library": lib.name, "key": key}, on, answer, snapshot)
 
     # ----- what a department may know about the hub and itself ---------------------------------------------
-
-    def catalogue(self, call: Call) -> Response:
-        draft = call.draft
-        draft.outcome, draft.reason = METADATA, "catalogue"
-        grants = self.registry.all_grants(call.caller.department, draft.at)
-        used = self.audit.quota_used.get((call.caller.department, draft.at.astimezone(dt.UTC).date()))
-        body = {
-            "department": call.caller.department,
-            "libraries": [
-                {"name": lib.name, "label": lib.label, "description": lib.description, "key": lib.key,
-                 "fields": [{"name": f.name, "label": f.label, "type": f.type, "sharing": f.sharing.value,
-                             "personal_data": f.personal.value} for f in data_fields(lib)],
-                 "provenance": "each released value carries source_department and updated_at"}
-                for lib in LIBRARIES.values()
-            ],
-            "grants": [{"id": g.id, "library": g.library, "fields": list(g.field_names), "purpose": g.purpose,
-                        "expires_at": answers.json_value(g.expires_at)} for g in grants],
-            "purposes": [p.public() for p in self.registry.purposes().values() if p.active],
-            "limits": {"rate_per_second": call.limits.rate_per_second, "burst": call.limits.burst,
-                       "daily_quota": call.limits.daily_quota, "used_today": used},
-            "verification": "POST /v1/verify/licence and /v1/verify/existence answer yes/no to any registered "
-                            "department; they release no field",
-            "licences_by_holder": "POST /v1/licences/by-holder lists a holder's licences with their status and "
-                                  "validity on a day; it needs a grant of licence.holder_id for the purpose",
-            "how_to_apply": self.api.apply_instructions,
-        }
-        return JSONResponse(body)
-
-    async def usage(self, call: Call) -> Response:
-        draft = call.draft
-        draft.outcome, draft.reason = METADATA, "own usage figures"
-        since = call.request.query_params.get("since")
-        try:
-            day = dt.date.fromisoformat(since) if since else None
-        except ValueError:
-            raise InvalidRequest("since must be a date (YYYY-MM-DD)") from None
-        if day is not None:
-            check_in_range("since", day, self.tz)
-        start = dt.datetime.combine(day, dt.time(), tzinfo=self.tz) if day else None
-        rows = await run_in_threadpool(self.audit.usage, department=call.caller.department, since=start)
-        return JSONResponse({"department": call.caller.department, "since": since, "figures": rows})
-
-    async def access_log(self, call: Call) -> Response:
-        req = parse(AccessLogRequest, call.body)
-        draft = call.draft
-        draft.library, draft.purpose, draft.case_number = "population", req.purpose, req.case_number
-        key = draft.key = normalise_key("population", req.id_number)
-        self._purpose(req.purpose, "population")
-        if req.since:
-            check_in_range("since", req.since, self.tz)
-        # The body first, then who asks (PROTOCOL.md §5), so a refusal says the same whoever sends it.
-        if call.caller.department not in self.api.citizen_portals:
-            raise Forbidden("only the citizen portal may read access logs", code="not_citizen_portal")
-        since = dt.datetime.combine(req.since, dt.time(), tzinfo=self.tz) if req.since else None
-        rows = await run_in_threadpool(self.audit.access_log, key, since=since)
-        names = self.registry.department_names()
-        entries = [{"at": answers.json_value(r.at), "department": r.department,
-                    "department_name": names.get(r.department or "", r.department), "purpose": r.purpose,
-                    "library": r.library, "operation": r.operation,
-                    "fields": [f for f in r.fields_released.split(",") if f]}
-                   for r in rows if r.operation != "access_log"]
-        draft.outcome, draft.reason = ANSWERED, f"access log of {len(entries)} entries"
-        draft.fields_released = ("access_log",)
-        draft.library = "access_log"  # not a lookup of the person's record: kept out of their own log
-        payload = answers.envelope(request_id=draft.request_id, snapshot_version=None,
-                                   department=call.caller.department, nonce=call.caller.nonce)
-        payload.update(key=key, since=req.since.isoformat() if req.since else None, entries=entries)
-        return self._jose(payload)
