@@ -9,18 +9,16 @@ The chain has anchors outside the database: each ticket learns the head (sequenc
 after its own rows, which its signed answer carries, and the durable heads are handed to
 :mod:`exchange_api.audit_checkpoints`, which signs one now and then into files of its own. ``verify``
 checks the rows against their hashes and against any such anchors, so cutting or rewriting the table
-shows.
+shows. What a row's hash covers lives in :mod:`exchange_api.audit_chain`; the writer's engine and its
+statements per driver in :mod:`exchange_api.audit_sql`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
-import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -29,22 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
-from exchange_api.models import AuditEntry, Nonce, QuotaUsage
+from exchange_api.audit_chain import GENESIS, STORED_COLUMNS, Anchor, ChainProblem, ChainReport, row_hash
+from exchange_api.audit_sql import AuditSql, sqlite_synchronous, writer_engine
+from exchange_api.models import AuditEntry
 from hub.masking import hash_id, mask_id
 
 if TYPE_CHECKING:
     from exchange_api.audit_checkpoints import Checkpoints
 
-GENESIS = "0" * 64
 SALT_FILE = "audit-salt"
 COMMIT_ATTEMPTS = 5
 NONCE_PURGE_SECONDS = 60.0
 MAX_PROBLEMS = 100  # a verification lists at most this many problems: the first one is what matters
-_ROW_HASH = re.compile(r"[0-9a-f]{64}")
 
 # Outcomes: what happened, independent of what the department was told (not_allowed and not_found look alike to it).
 ANSWERED, NOT_FOUND, NOT_ALLOWED, REFUSED, ERROR = "answered", "not_found", "not_allowed", "refused", "error"
@@ -54,15 +51,6 @@ OUTCOMES_SEEN_BY_CITIZENS = (ANSWERED, VERIFIED)
 # Verdicts of the group commit on a request that was otherwise fine.
 ACCEPTED, REPLAYED, OVER_QUOTA = "accepted", "replayed", "over_quota"
 
-# The columns covered by each row's hash, in a fixed order; adding a column means adding it here.
-HASHED_COLUMNS = (
-    "seq", "request_id", "at", "department", "kid", "authenticated", "library", "key_hash", "key_masked",
-    "purpose", "case_number", "fields_requested", "fields_released", "outcome", "status", "code", "reason",
-    "snapshot_version", "prev_hash",
-)
-# Columns added later: hashed only when set, so rows written before they existed still verify.
-OPTIONAL_HASHED_COLUMNS = ("operation",)
-STORED_COLUMNS = (*HASHED_COLUMNS, *OPTIONAL_HASHED_COLUMNS)
 
 
 def audit_salt(keys_dir: Path) -> str:
@@ -133,176 +121,12 @@ class Ticket:
     head: tuple[int, str] | None = None  # (seq, row_hash) of the chain just after this ticket's rows, once written
 
 
-def is_row_hash(value: Any) -> bool:
-    """Whether ``value`` looks like a row hash: 64 lower-case hexadecimal digits."""
-    return isinstance(value, str) and _ROW_HASH.fullmatch(value) is not None
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """A head of the chain known outside the database: row ``seq`` had hash ``hash``, says ``source``."""
-
-    seq: int
-    hash: str
-    source: str  # e.g. "checkpoint 2026-01-02.jsonl:7", "witness answers.txt:12"
-
-
-@dataclass(frozen=True)
-class ChainProblem:
-    """One thing wrong with the chain or its anchors; ``seq`` is the first row it makes untrustworthy, if any."""
-
-    seq: int | None
-    kind: str  # missing, unlinked, edited, rewritten, truncated, bad_checkpoint, bad_witness
-    message: str
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    """The result of walking the chain against its anchors: how many rows, how many anchors, every problem."""
-
-    rows: int
-    last_seq: int = 0
-    anchors: int = 0
-    problems: tuple[ChainProblem, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def broken_seq(self) -> int | None:
-        """The first row that can no longer be trusted (None: intact, or only an anchor file is bad)."""
-        return min((p.seq for p in self.problems if p.seq is not None), default=None)
-
-    @property
-    def problem(self) -> str | None:
-        """The message of the first problem."""
-        return self.problems[0].message if self.problems else None
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    return value
-
-
-def row_hash(content: dict[str, Any]) -> str:
-    """The hash of a row's content (which includes the previous row's hash)."""
-    hashed = {c: _value(content[c]) for c in HASHED_COLUMNS}
-    for c in OPTIONAL_HASHED_COLUMNS:
-        if content.get(c) is not None:
-            hashed[c] = content[c]
-    return hashlib.sha256(_canonical_json(hashed)).hexdigest()
-
-
-# orjson with these options writes exactly the bytes of json.dumps(sort_keys=True, ensure_ascii=False, compact)
-# for the str / int / bool / None values a row holds (checked for every code point in the tests), at a
-# tenth of the cost; anything it would encode differently or refuse goes to the standard library instead.
-_ORJSON_CANONICAL = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                     | orjson.OPT_PASSTHROUGH_SUBCLASS)
-
-
-def _canonical_json(hashed: dict[str, Any]) -> bytes:
-    """The canonical form a row hash covers: compact JSON, sorted keys, UTF-8."""
-    try:
-        return orjson.dumps(hashed, option=_ORJSON_CANONICAL)
-    except TypeError:  # orjson.JSONEncodeError: a type it does not pass through, a lone surrogate, a huge int
-        return json.dumps(hashed, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def _joined(names: Sequence[str] | None) -> str | None:
     return None if names is None else ",".join(names)
 
 
 def _utc_day(at: dt.datetime) -> dt.date:
     return at.astimezone(dt.UTC).date()
-
-
-def sqlite_synchronous(synchronous: str) -> tuple[str, bool]:
-    """The SQLite mode the writer's connection runs in, and whether the writer syncs the WAL itself after COMMIT.
-
-    FULL (the default) means: durable before any answer leaves. SQLite's own FULL fsyncs the WAL inside
-    COMMIT, with the write lock held, so every process waits for every other's fsync in turn. Instead the
-    connection commits in NORMAL mode (same atomicity; no fsync) and the writer then fsyncs the WAL file
-    itself, on another thread, before it releases the group's answers: the next group (of this process
-    or another) is written meanwhile. A transaction whose WAL frames are on disk survives a power loss.
-    """
-    mode = synchronous.upper() if synchronous.upper() in {"OFF", "NORMAL", "FULL", "EXTRA"} else "FULL"
-    return ("NORMAL", True) if mode in ("FULL", "EXTRA") else (mode, False)
-
-
-def writer_engine(url: str, synchronous: str = "FULL") -> Engine:
-    """A dedicated engine for chain appends: SQLite transactions begin IMMEDIATE (write lock first), WAL mode."""
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-    mode, _ = sqlite_synchronous(synchronous)
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={mode}")
-        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: the indexes' hot pages stay in memory
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:  # pragma: no cover - trivial
-        # Take the write lock before reading the tip: the read and the append are one atomic step.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-_AUDIT, _NONCES, _QUOTA = AuditEntry.__tablename__, Nonce.__tablename__, QuotaUsage.__tablename__
-_COLUMNS = (*STORED_COLUMNS, "row_hash")
-
-
-class _Sql:
-    """The writer's statements and value encodings for one DB-API driver (sqlite3 or psycopg)."""
-
-    def __init__(self, sqlite: bool):
-        p = "?" if sqlite else "%s"
-        self.sqlite = sqlite
-        self.begin = "BEGIN IMMEDIATE" if sqlite else f"LOCK TABLE {_AUDIT} IN SHARE ROW EXCLUSIVE MODE"
-        ignore = ("INSERT OR IGNORE INTO", "") if sqlite else ("INSERT INTO", " ON CONFLICT DO NOTHING")
-        self.insert_nonce = f"{ignore[0]} {_NONCES} (keyid, nonce, expires_at) VALUES ({p}, {p}, {p}){ignore[1]}"
-        self.purge_nonces = f"DELETE FROM {_NONCES} WHERE expires_at < {p}"
-        self.select_quota = f"SELECT used FROM {_QUOTA} WHERE department = {p} AND day = {p}"
-        self.insert_quota = f"INSERT INTO {_QUOTA} (department, day, used) VALUES ({p}, {p}, {p})"
-        self.update_quota = f"UPDATE {_QUOTA} SET used = {p} WHERE department = {p} AND day = {p}"
-        self.tip = f"SELECT seq, row_hash FROM {_AUDIT} ORDER BY seq DESC LIMIT 1"
-        self.insert_audit = (f"INSERT INTO {_AUDIT} ({', '.join(_COLUMNS)}) "
-                             f"VALUES ({', '.join([p] * len(_COLUMNS))})")
-
-    _cache: dict[bool, _Sql] = {}
-
-    @classmethod
-    def of(cls, dbapi_connection: Any) -> _Sql:
-        sqlite = type(dbapi_connection).__module__.startswith("sqlite3")
-        if sqlite not in cls._cache:
-            cls._cache[sqlite] = cls(sqlite)
-        return cls._cache[sqlite]
-
-    def time(self, value: dt.datetime) -> Any:
-        """As models.UtcDateTime stores it: naive UTC (SQLAlchemy's SQLite text format on SQLite)."""
-        naive = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else naive
-
-    def day(self, value: dt.date) -> Any:
-        return value.isoformat() if self.sqlite else value
-
-    def audit_params(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        values = []
-        for column in _COLUMNS:
-            value = row[column]
-            if column == "at":
-                value = self.time(value)
-            elif column == "authenticated" and self.sqlite:
-                value = int(bool(value))
-            values.append(value)
-        return tuple(values)
 
 
 class GroupCommit:
@@ -538,7 +362,7 @@ class AuditLog:
     def _write_group(self, raw: Any, cur: Any,
                      tickets: Sequence[Ticket]) -> tuple[dict[tuple[str, dt.date], int], tuple[int, int, str] | None]:
         # Plain DB-API on one dedicated connection: building SQLAlchemy statements would cost more than the commit.
-        sql = _Sql.of(raw.dbapi_connection)
+        sql = AuditSql.of(raw.dbapi_connection)
         cur.execute(sql.begin)  # SQLite: BEGIN IMMEDIATE; PostgreSQL: LOCK TABLE (self-conflicting)
         self._record_nonces(cur, sql, tickets)
         used = self._charge_quotas(cur, sql, tickets)
@@ -575,7 +399,7 @@ class AuditLog:
             except Exception:  # noqa: BLE001 - it is being thrown away
                 pass
 
-    def _record_nonces(self, cur: Any, sql: _Sql, tickets: Sequence[Ticket]) -> None:
+    def _record_nonces(self, cur: Any, sql: AuditSql, tickets: Sequence[Ticket]) -> None:
         seen: set[tuple[str, str]] = set()
         for ticket in tickets:
             if ticket.nonce is None:
@@ -590,7 +414,7 @@ class AuditLog:
             if cur.rowcount != 1:
                 ticket.verdict = REPLAYED
 
-    def _charge_quotas(self, cur: Any, sql: _Sql, tickets: Sequence[Ticket]) -> dict[tuple[str, dt.date], int]:
+    def _charge_quotas(self, cur: Any, sql: AuditSql, tickets: Sequence[Ticket]) -> dict[tuple[str, dt.date], int]:
         charged: dict[tuple[str, dt.date], list[Ticket]] = {}
         for ticket in tickets:
             if ticket.units > 0 and ticket.verdict == ACCEPTED and ticket.draft.department:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from exchange_api.answers import SignatureRefused, sign_detached, verify_jws
-from exchange_api.audit import Anchor, ChainProblem, is_row_hash
+from exchange_api.audit_chain import Anchor, ChainProblem, is_row_hash
 from exchange_api.hub_keys import HubKeyring
 
 log = logging.getLogger(__name__)

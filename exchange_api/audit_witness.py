@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange_api.answers import ANSWER_TYP, SignatureRefused, verify_jws
-from exchange_api.audit import Anchor, ChainProblem, is_row_hash
+from exchange_api.audit_chain import Anchor, ChainProblem, is_row_hash
 from exchange_api.hub_keys import HubKeyring
 
 

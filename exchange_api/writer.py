@@ -14,7 +14,7 @@ GIL hand-over to every request). ``thread`` (the default with a networked databa
 PostgreSQL, whose round trips would otherwise stall the loop): one writer thread, one connection.
 
 On SQLite with ``synchronous=FULL`` the group is made durable by an fsync of the WAL that runs after
-COMMIT on a helper thread, the chain lock already released (see ``audit.sqlite_synchronous``): the
+COMMIT on a helper thread, the chain lock already released (see ``audit_sql.sqlite_synchronous``): the
 next group, of this process or another, is written while the disk flushes this one, and the group's
 answers are released only when the fsync returns.
 """

@@ -107,7 +107,7 @@ def test_tampering_is_detected_at_the_changed_row(hub_env):
 
 
 def test_a_rehashed_row_breaks_the_next_link(hub_env):
-    from exchange_api.audit import HASHED_COLUMNS, row_hash
+    from exchange_api.audit_chain import HASHED_COLUMNS, row_hash
     from exchange_api.models import AuditEntry
 
     log = _write_chain(4)
@@ -135,7 +135,7 @@ def test_a_deleted_row_is_detected(hub_env):
 
 def test_rows_written_before_the_operation_column_still_verify(hub_env):
     """Rows of the first release had no ``operation``: their hash did not cover it, and still does not."""
-    from exchange_api.audit import HASHED_COLUMNS, row_hash
+    from exchange_api.audit_chain import HASHED_COLUMNS, row_hash
 
     log = _write_chain(2)
     with sqlite3.connect(hub_env / "metadata.db") as con:

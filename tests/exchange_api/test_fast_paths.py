@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import ContentDigest, HTTPMessageSignaturesException
 
 from exchange_api import ed25519
-from exchange_api.audit import _canonical_json
+from exchange_api.audit_chain import canonical_json
 from exchange_api.request_signatures import FieldLines, _digest_matches
 
 
@@ -84,11 +84,11 @@ def test_canonical_row_json_is_the_standard_library_form_for_every_character():
     text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
     for start in range(0, len(text), 4096):
         content = {"reason": text[start:start + 4096], "seq": start, "authenticated": True, "code": None}
-        assert _canonical_json(content) == standard(content)
+        assert canonical_json(content) == standard(content)
     for content in ({"big": 2**70}, {"status": 200, "z": "\x00\x1f\x7f", "a": "\u2028\ufeff"}):
-        assert _canonical_json(content) == standard(content)
+        assert canonical_json(content) == standard(content)
     with pytest.raises(UnicodeEncodeError):  # a lone surrogate fails as it always did: no row, no answer
-        _canonical_json({"case_number": "\ud800"})
+        canonical_json({"case_number": "\ud800"})
 
 
 def _audit_log(tmp_path):
@@ -169,7 +169,8 @@ def test_a_failed_fsync_withholds_the_answers(tmp_path):
 
 
 def test_other_synchronous_modes_leave_durability_to_sqlite(tmp_path):
-    from exchange_api.audit import AuditLog, sqlite_synchronous
+    from exchange_api.audit import AuditLog
+    from exchange_api.audit_sql import sqlite_synchronous
     from exchange_api.models import exchange_sessions
     from hub.settings import Settings
 
