@@ -38,7 +38,7 @@ def build_connector(source: SourceConfig, samples_dir: Path) -> Connector:
         return SqlConnector(_sqlalchemy_url(source_url(source, samples_dir)), source.table or "", source.key,
                             source.watermark, source.columns, source.batch_size)
     if source.kind == "rest":
-        from connectors.rest import from_config as rest_from_config
+        from connectors.rest_config import from_config as rest_from_config
 
         return rest_from_config(source, samples_dir)
     if source.kind == "file_drop":

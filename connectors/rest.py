@@ -2,14 +2,15 @@
 
 The watermark is a JSON text ``{"w": <greatest watermark value>, "k": <its key>, "cursor": <resume cursor>}``;
 ``w``/``k`` only when a watermark field is configured, ``cursor`` only in cursor style. Numbers in it,
-as in the landed values, are kept exactly as the source wrote them.
+as in the landed values, are kept exactly as the source wrote them. How JSON values land and drift is
+checked lives in :mod:`connectors.rest_json`; reading a source's options and Connection in
+:mod:`connectors.rest_config`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import json
 import hashlib
 import random
 import re
@@ -17,10 +18,7 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 import pyarrow as pa
@@ -30,8 +28,8 @@ from http_message_signatures import HTTPMessageSigner, MappingKeyResolver
 from http_message_signatures.algorithms import ED25519
 
 from connectors.base import Connector, Extraction
-from connectors.config import SourceConfig, SourceLimits
-from connectors.credentials import connection_uri
+from connectors.config import SourceLimits
+from connectors.rest_json import ABSENT, Shape, compact_json, dig, loads_exact, sort_key, text_column
 from hub.errors import ConfigError, SchemaDrift, SourceError, SourceUnavailable
 from hub.masking import mask_id
 from hub.rate_limit import TokenBucket
@@ -47,58 +45,6 @@ SHOWN_BYTES = 4096  # of an answer that is not a page: enough for its message
 _ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
 
 
-class _Float(str):
-    """A JSON number with a fraction or exponent, as the source wrote it (no binary rounding)."""
-
-
-class _Absent:
-    """Marks a field missing from a record."""
-
-
-_ABSENT = _Absent()
-_TYPE_NAMES = {type(None): "null", bool: "boolean", int: "integer", _Float: "number", str: "string",
-               dict: "object", list: "array", _Absent: "absent"}
-_AS_IS = {str, _Float, type(None)}  # values that land without conversion
-_SCALARS = {str, int, bool, type(None)}  # JSON the standard encoder writes exactly as received
-_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _loads(content: bytes | str) -> Any:
-    # Integers parse exactly anyway; fractions are kept as text, so 0.1 or a 20-digit amount lands as written.
-    return json.loads(content, parse_float=_Float)
-
-
-def _compact(value: Any) -> str:
-    """Compact JSON text of a parsed value, numbers exactly as received."""
-    kind = type(value)
-    if kind is dict:
-        if set(map(type, value.values())) <= _SCALARS:
-            return _DUMPS(value)
-        return "{" + ",".join([_DUMPS(k) + ":" + _compact(v) for k, v in value.items()]) + "}"
-    if kind is list:
-        if set(map(type, value)) <= _SCALARS:
-            return _DUMPS(value)
-        return "[" + ",".join([_compact(v) for v in value]) + "]"
-    return str.__str__(value) if kind is _Float else _DUMPS(value)
-
-
-def _column(items: list[dict], name: str) -> pa.Array:
-    """One field of a page as text: numbers and booleans as their JSON text, nested values as compact JSON."""
-    values = [item.get(name) for item in items]
-    if not set(map(type, values)) <= _AS_IS:
-        values = [v if type(v) in _AS_IS else _compact(v) for v in values]
-    return pa.array(values, pa.string())
-
-
-def _rank(value: Any) -> tuple[int, Any]:
-    # Numbers compare as numbers, text as text: key 10 follows 9 only when the source sent numbers.
-    if type(value) is _Float:
-        return (0, Decimal(value))
-    if type(value) is int:
-        return (0, value)
-    return (1, value) if isinstance(value, str) else (2, _compact(value))
-
-
 def _masked(text: str) -> str:
     """Source text for an error message: ID numbers in it masked, at most 200 characters."""
     return _ID_LIKE.sub(lambda m: mask_id(m.group()), text)[:200]
@@ -106,21 +52,6 @@ def _masked(text: str) -> str:
 
 def _short(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:37] + "...")
-
-
-def _dig(body: Any, path: str) -> Any:
-    """``body["a"]["b"]`` for the dotted path ``a.b``; ``_ABSENT`` when any step is missing."""
-    for part in path.split("."):
-        if not isinstance(body, dict) or part not in body:
-            return _ABSENT
-        body = body[part]
-    return body
-
-
-def _allowed(spec: str) -> set[str]:
-    # "null-or-string" allows either; a number may be written as an integer.
-    types = set(spec.split("-or-"))
-    return types | {"integer"} if "number" in types else types
 
 
 @dataclass(frozen=True)
@@ -136,43 +67,6 @@ class Paging:
     next_cursor_field: str = "next_cursor"
     limit_param: str = "limit"
     error_fields: tuple[str, ...] = ("error", "errors")  # a 200 carrying one of these and no items is an error
-
-
-class _Shape:
-    """The JSON type of each checked field, declared (``options.schema``) or learned from the first page."""
-
-    def __init__(self, declared: Mapping[str, str] | None, columns: list[str] | None):
-        self.learning = not declared
-        self.allowed: dict[str, set[str] | None] = {f: _allowed(s) for f, s in (declared or {}).items()}
-        self.required = {f for f, types in self.allowed.items() if types and "null" not in types}
-        self.columns = columns
-
-    def check(self, items: list[Any], where: str) -> None:
-        """SchemaDrift naming every field whose type changed or that went missing on this page."""
-        if not all(type(item) is dict for item in items):
-            raise SchemaDrift(f"{where}: the items are no longer all JSON objects")
-        if self.learning and not self.allowed:
-            # What the first page shows is what later pages are held to; a field always present is required.
-            names = self.columns or list(dict.fromkeys(name for item in items for name in item))
-            self.allowed = dict.fromkeys(names)
-            self.required = {n for n in names if all(n in item for item in items)}
-        problems = []
-        for name, allowed in self.allowed.items():
-            seen = {_TYPE_NAMES[kind] for kind in {type(item.get(name, _ABSENT)) for item in items}}
-            if "absent" in seen and name in self.required:
-                problems.append(f"required field {name!r} is missing")
-            seen.discard("absent")
-            if self.learning:
-                # Nulls carry no type and integers are numbers; a field seen only as null so far learns later.
-                seen = {"number" if t == "integer" else t for t in seen} - {"null"}
-                if allowed is None:
-                    self.allowed[name] = seen or None
-                    continue
-            if wrong := seen - allowed:
-                expected = allowed - {"integer"} if "number" in allowed else allowed  # integers are numbers
-                problems.append(f"field {name!r} is {'/'.join(sorted(wrong))}, expected {'/'.join(sorted(expected))}")
-        if problems:
-            raise SchemaDrift(f"{where}: schema drift: " + "; ".join(problems))
 
 
 class _TooSlow(Exception):
@@ -268,12 +162,12 @@ class RestConnector(Connector):
     def _batches(self, extraction: Extraction) -> Iterator[pa.RecordBatch]:
         mark = self._read_mark(extraction.since)
         best = (mark["w"], mark["k"]) if "w" in mark else None
-        after = (_rank(best[0]), _rank(best[1])) if best else None
-        paging, shape = self.paging, _Shape(self.schema, self.columns)
+        after = (sort_key(best[0]), sort_key(best[1])) if best else None
+        paging, shape = self.paging, Shape(self.schema, self.columns)
         query: dict[str, Any] = dict(self.params)
         cursor = mark.get("cursor") if paging.style == "cursor" else None
         if self.since_param and best and not cursor:
-            query[self.since_param] = best[0] if type(best[0]) is str else _compact(best[0])
+            query[self.since_param] = best[0] if type(best[0]) is str else compact_json(best[0])
         page, received, columns, first_key = 1, 0, self.columns, None
         # Loop detection: the page each cursor was followed from, and the page each set of records came on.
         followed: dict[str, int] = {cursor: 0} if cursor else {}
@@ -290,7 +184,7 @@ class RestConnector(Connector):
                 query[paging.size_param] = self.batch_size
             where = f"{self.label}: GET {self.path} page {page}"
             body = self._get(query, where)
-            items = _dig(body, paging.items_field)
+            items = dig(body, paging.items_field)
             self._check_error(body, items, where)
             if not isinstance(items, list):
                 raise SchemaDrift(f"{where}: the answer has no {paging.items_field!r} list")
@@ -319,10 +213,10 @@ class RestConnector(Connector):
             if self.watermark_field:
                 fresh, best = self._after(items, after, best)
             if fresh:
-                yield pa.RecordBatch.from_arrays([_column(fresh, c) for c in columns], names=columns)
+                yield pa.RecordBatch.from_arrays([text_column(fresh, c) for c in columns], names=columns)
             # Advanced only after the batch was consumed: a consumer that stops early keeps the old mark.
             if paging.style == "cursor":
-                following = _dig(body, paging.next_cursor_field)
+                following = dig(body, paging.next_cursor_field)
                 following = following if isinstance(following, str) and following else None
                 if following is not None and following == cursor:
                     raise SourceError(f"{where}: the next cursor does not advance")
@@ -337,7 +231,7 @@ class RestConnector(Connector):
                 cursor = following
             else:
                 extraction.watermark = self._mark(best, None) or extraction.watermark
-                total = _dig(body, paging.total_field) if paging.total_field else None
+                total = dig(body, paging.total_field) if paging.total_field else None
                 if type(total) is int and received >= total:
                     return
             page += 1
@@ -347,7 +241,7 @@ class RestConnector(Connector):
         digest = hashlib.blake2b(digest_size=16)
         for item in items:
             key = item.get(self.key)
-            digest.update((_compact(key) if key is not None else _compact(item)).encode() + b"\x1f")
+            digest.update((compact_json(key) if key is not None else compact_json(item)).encode() + b"\x1f")
         return digest.digest()
 
     def _check_error(self, body: Any, items: Any, where: str) -> None:
@@ -355,21 +249,21 @@ class RestConnector(Connector):
         if isinstance(items, list) and items:
             return
         for name in self.paging.error_fields:
-            error = _dig(body, name)
-            if error not in (_ABSENT, None, False, "", [], {}):
-                text = error if isinstance(error, str) else _compact(error)
+            error = dig(body, name)
+            if error not in (ABSENT, None, False, "", [], {}):
+                text = error if isinstance(error, str) else compact_json(error)
                 raise SourceError(f"{where}: the API answered 200 with an error and no items: {name} = {_masked(text)}")
 
     def _after(self, items: list[dict], after: tuple | None, best: tuple | None) -> tuple[list[dict], tuple | None]:
         """The items past the old mark ``after``, and the greatest (watermark, key) seen so far."""
         w, k = self.watermark_field, self.key
         fresh = []
-        top = (_rank(best[0]), _rank(best[1])) if best else None
+        top = (sort_key(best[0]), sort_key(best[1])) if best else None
         for item in items:
             if item.get(w) is None or item.get(k) is None:
                 fresh.append(item)  # landed for the quality gate to judge, but no position to remember
                 continue
-            rank = (_rank(item[w]), _rank(item[k]))
+            rank = (sort_key(item[w]), sort_key(item[k]))
             if after is not None and rank <= after:
                 continue  # a since filter is usually inclusive, and a resumed cursor replays its page
             fresh.append(item)
@@ -381,13 +275,13 @@ class RestConnector(Connector):
         parts: dict[str, Any] = {"w": best[0], "k": best[1]} if best else {}
         if cursor:
             parts["cursor"] = cursor
-        return _compact(parts) if parts else None
+        return compact_json(parts) if parts else None
 
     def _read_mark(self, since: str | None) -> dict[str, Any]:
         if not since:
             return {}
         try:
-            mark = _loads(since)
+            mark = loads_exact(since)
         except ValueError:
             mark = None
         if not isinstance(mark, dict) or ("w" in mark) != ("k" in mark):
@@ -492,7 +386,7 @@ class RestConnector(Connector):
             text = content.decode(response.encoding or "utf-8", "replace")
             raise SourceError(f"{where} answered HTTP {response.status_code}: {_masked(text)}")
         try:
-            return _loads(content)
+            return loads_exact(content)
         except ValueError as exc:
             raise SourceError(f"{where} answered something that is not JSON: {exc}") from None
 
@@ -517,91 +411,3 @@ def _problems(paging: Paging, auth: str, token: str | None, signing_key: object,
     if batch_size < 1 or max_retries < 0 or (rate_limit is not None and rate_limit <= 0):
         problems.append("batch_size must be >= 1, max_retries >= 0 and rate_limit > 0")
     return problems
-
-
-# --- configuration ------------------------------------------------------------------------------
-
-PAGING_OPTIONS = ("page_param", "size_param", "items_field", "total_field", "cursor_param", "next_cursor_field",
-                  "limit_param", "error_fields")
-OPTIONS = frozenset({"path", "pagination", *PAGING_OPTIONS, "since_param", "page_size", "params", "auth", "key_id",
-                     "timeout", "max_retries", "backoff", "max_wait", "rate_limit", "burst", "schema"})
-SECRET_OPTIONS = frozenset({"token", "password", "api_key", "secret", "private_key", "private_key_file"})
-DEFAULT_PAGE_SIZE = 1000  # APIs cap their pages; the configured batch_size is sized for databases
-
-
-def connection_fields(conn_id: str) -> dict[str, Any]:
-    """Host, port, schema, login, password and extra of an Airflow Connection, from its URI or JSON form."""
-    text = connection_uri(conn_id)
-    if text.lstrip().startswith("{"):
-        raw = json.loads(text)
-        extra = raw.get("extra") or {}
-        return {**raw, "extra": json.loads(extra) if isinstance(extra, str) else extra}
-    parts = urlsplit(text)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    return {
-        "conn_type": parts.scheme, "host": unquote(parts.hostname or ""), "port": parts.port,
-        "schema": unquote(parts.path.lstrip("/")), "login": unquote(parts.username or "") or None,
-        "password": unquote(parts.password or "") or None,
-        "extra": json.loads(query["__extra__"]) if "__extra__" in query else query,
-    }
-
-
-def _base_url(conn: Mapping[str, Any]) -> str:
-    # As Airflow's HttpHook reads an HTTP connection: a host with a scheme is taken whole, else schema is the protocol.
-    host = conn["host"]
-    if "://" not in host:
-        scheme = conn.get("schema") if conn.get("schema") in ("http", "https") else (
-            "https" if conn.get("conn_type") == "https" else "http")
-        host = f"{scheme}://{host}"
-    return f"{host}:{conn['port']}" if conn.get("port") else host
-
-
-def from_config(source: SourceConfig, samples_dir: Path) -> RestConnector:
-    """The connector of a ``kind: rest`` source; the token or signing key comes only from its Connection."""
-    opts = dict(source.options)
-    where = f"source {source.name!r}"
-    problems = [f"{where}: option {n!r} is a secret; put it in the connection, never in the YAML"
-                for n in sorted(opts.keys() & SECRET_OPTIONS)]
-    problems += [f"{where}: unknown option {n!r}" for n in sorted(opts.keys() - OPTIONS - SECRET_OPTIONS)]
-    if problems:
-        raise ConfigError(problems)
-    auth = opts.get("auth", "none")
-    conn: dict[str, Any] = {}
-    if source.connection:
-        try:
-            conn = connection_fields(source.connection)
-        except ConfigError:
-            if auth != "none" or not source.url:  # without secrets to fetch, the embedded URL will do
-                raise
-    extra = conn.get("extra") or {}
-    token = signing_key = None
-    key_id = opts.get("key_id") or extra.get("key_id") or conn.get("login")
-    if auth == "bearer":
-        token = conn.get("password")
-    elif auth == "signed":
-        signing_key = extra.get("private_key")
-        if not signing_key and extra.get("private_key_file"):
-            try:
-                signing_key = Path(extra["private_key_file"]).read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"{where}: cannot read the signing key {extra['private_key_file']}: {exc}") from exc
-    if auth != "none" and not (token or signing_key):
-        raise ConfigError(f"{where}: {auth} auth needs connection {source.connection!r} with "
-                          + ("a password (the token)" if auth == "bearer" else "extra private_key or private_key_file"))
-    base_url = _base_url(conn) if conn.get("host") else source.location(samples_dir)
-    if not base_url:
-        raise ConfigError(f"{where}: needs a url or a connection with a host")
-    if isinstance(opts.get("error_fields"), (list, str)):  # a list in YAML (or one name); kept as a tuple
-        opts["error_fields"] = (opts["error_fields"],) if isinstance(opts["error_fields"], str) else tuple(opts["error_fields"])
-    paging = Paging(style=opts.get("pagination", "page"), **{n: opts[n] for n in PAGING_OPTIONS if n in opts})
-    limits = source.limits
-    return RestConnector(
-        base_url, path=opts.get("path", ""), pagination=paging, key=source.key, watermark=source.watermark,
-        batch_size=int(opts.get("page_size", min(source.batch_size, DEFAULT_PAGE_SIZE))), auth=auth, token=token,
-        signing_key=signing_key, key_id=key_id, timeout=float(opts.get("timeout", 30.0)),
-        max_retries=int(opts.get("max_retries", 5)), rate_limit=opts.get("rate_limit"), schema=opts.get("schema"),
-        since_param=opts.get("since_param"), columns=source.columns,
-        params=opts.get("params"), backoff=float(opts.get("backoff", 0.5)), max_wait=float(opts.get("max_wait", 60.0)),
-        burst=float(opts.get("burst", 1.0)), name=source.name, deadline=limits.deadline_seconds,
-        max_page_items=limits.max_page_items, max_page_bytes=limits.max_page_bytes,
-    )

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.config import SourceConfig
 from samples.fake_rest import Fail, fake_rest_app, make_records, serving
-from connectors.rest import Paging, RestConnector, from_config
+from connectors.rest import Paging, RestConnector
+from connectors.rest_config import from_config
 from hub.errors import ConfigError, SchemaDrift, SourceError, SourceUnavailable
 
 STYLES = {

@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.config import SourceConfig, problems_of
-from connectors.rest import Paging, RestConnector, from_config
+from connectors.rest import Paging, RestConnector
+from connectors.rest_config import from_config
 from hub.db import metadata_engine
 from hub.errors import SchemaDrift, SourceError, SourceUnavailable
 from tests.connectors.hostile_rest import (alternating_cursor, body, declared_huge, endless_chunked,
