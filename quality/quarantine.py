@@ -19,9 +19,48 @@ import pyarrow as pa
 from hub.errors import ConfigError, HubError
 from schemas.events import record_type
 from schemas.derive import arrow_schema, duckdb_type
+from warehouse import db
 
 OPEN, RELEASED, REJECTED, SUPERSEDED, HELD = "open", "released", "rejected", "superseded", "held"
 STAGES = ("connector", "row", "reference")
+# The quality gate's tables in the working database: the quarantine, notes, batch verdicts, results, metrics.
+SCHEMA = [
+    "CREATE SEQUENCE IF NOT EXISTS quarantine_id START 1",
+    # One row per quarantined record: every failed rule, the source, run, file and line; nothing else
+    # leaves the pipeline. ``stage``: connector (unreadable line), row (row rules), reference (after
+    # reconciliation). ``status``: open, released, rejected, superseded (a later landing passed).
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        library VARCHAR, source VARCHAR, run_id VARCHAR, source_record_id VARCHAR, line BIGINT,
+        reasons VARCHAR[], record JSON, status VARCHAR DEFAULT 'open',
+        quarantined_at TIMESTAMPTZ DEFAULT now(), decided_by VARCHAR, decided_at TIMESTAMPTZ)""",
+    *(f"ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS {c}" for c in (
+        "id BIGINT DEFAULT nextval('quarantine_id')", "file VARCHAR", "stage VARCHAR DEFAULT 'row'",
+        "note VARCHAR", "corrections JSON", "restaged_at TIMESTAMPTZ")),
+    # Findings on records that passed: normalised identifiers, duplicates (recorded, never repaired silently).
+    """CREATE TABLE IF NOT EXISTS quality_notes (
+        library VARCHAR, source VARCHAR, run_id VARCHAR, source_record_id VARCHAR, file VARCHAR, line BIGINT,
+        rule VARCHAR, field VARCHAR, reason VARCHAR, noted_at TIMESTAMPTZ DEFAULT now())""",
+    # Whole-batch verdicts: blocked batches wait for a steward (released or rejected, by whom and when).
+    """CREATE TABLE IF NOT EXISTS batch_checks (
+        source VARCHAR, run_id VARCHAR, sha256 VARCHAR, status VARCHAR, reasons VARCHAR[],
+        checked_at TIMESTAMPTZ DEFAULT now(), decided_by VARCHAR, decided_at TIMESTAMPTZ, note VARCHAR,
+        PRIMARY KEY (source, run_id))""",
+    """CREATE TABLE IF NOT EXISTS batch_profiles (
+        source VARCHAR, run_id VARCHAR, profile JSON, accepted BOOLEAN, checked_at TIMESTAMPTZ DEFAULT now(),
+        PRIMARY KEY (source, run_id))""",
+    # Suite results (GX-shaped JSON), turned into GX validation results and Data Docs by the report.
+    """CREATE TABLE IF NOT EXISTS quality_results (
+        suite VARCHAR, kind VARCHAR, subject VARCHAR, library VARCHAR, run_id VARCHAR, success BOOLEAN,
+        result JSON, evaluated_at TIMESTAMPTZ DEFAULT now(), documented BOOLEAN DEFAULT false)""",
+    # Disagreements between departments and unresolved references, as of the last reconciliation.
+    """CREATE TABLE IF NOT EXISTS quality_findings (
+        library VARCHAR, field VARCHAR, kind VARCHAR, key VARCHAR, source VARCHAR, source_record_id VARCHAR,
+        file VARCHAR, line BIGINT, detail VARCHAR, run_id VARCHAR, found_at TIMESTAMPTZ DEFAULT now())""",
+    # One value per metric, subject and report: the trends of the quality page.
+    """CREATE TABLE IF NOT EXISTS quality_metrics (
+        run_id VARCHAR, measured_at TIMESTAMPTZ, scope VARCHAR, subject VARCHAR, metric VARCHAR, value DOUBLE)""",
+]
+db.declare("quality", SCHEMA)
 
 
 class DecisionError(HubError):
@@ -170,11 +209,11 @@ def entries(conn: duckdb.DuckDBPyConnection, *, source: str | None = None, statu
         params.append(reason)
     sql = f"SELECT {_COLUMNS} FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY quarantined_at DESC, id LIMIT ?"
-    return [_entry(r) for r in conn.execute(sql, [*params, limit]).fetchall()]
+    return [_entry(r) for r in db.run(conn, "quarantine.entries", sql, [*params, limit]).fetchall()]
 
 
 def entry(conn: duckdb.DuckDBPyConnection, entry_id: int) -> Entry:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM quarantine WHERE id = ?", [entry_id]).fetchone()
+    row = db.run(conn, "quarantine.entry", f"SELECT {_COLUMNS} FROM quarantine WHERE id = ?", [entry_id]).fetchone()
     if row is None:
         raise DecisionError(f"no quarantine entry {entry_id}")
     return _entry(row)

@@ -31,6 +31,7 @@ from quality.rules import mapped_fields
 from schemas import LIBRARIES
 from schemas.events import EVENT_TYPES, record_type
 from schemas.catalogue import PersonalData
+from warehouse import db
 from warehouse.landing import landed_runs
 
 TREND_RUNS = 20  # reports shown in the trend charts
@@ -78,7 +79,7 @@ def write_report(conn: duckdb.DuckDBPyConnection, settings: Settings, run_id: st
 
 
 def _tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return db.tables(conn)
 
 
 def _share(part: float, whole: float) -> float | None:

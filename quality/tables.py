@@ -23,6 +23,7 @@ from quality.config import Consistency, RulesFile, department_rules
 from quality.gate import result_entry, suite_result
 from quality.rules import BATCH, ERROR, NOTE, Rule, Suite
 from schemas import LIBRARIES
+from warehouse import db
 
 HOLDER_LIBRARIES = {"person": ("population", "id_number", "no person with this ID number in the population library"),
                     "legal_person": ("legal_person", "credit_code",
@@ -41,7 +42,7 @@ class TableCheck:
 
 
 def _tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return db.tables(conn)
 
 
 def check_tables(conn: duckdb.DuckDBPyConnection, run_id: str, libraries: list[str],

@@ -27,7 +27,7 @@ import duckdb
 
 from hub.errors import HubError
 from hub.masking import mask_id, mask_name
-from warehouse import decisions
+from warehouse import db, decisions
 from warehouse.replay import apply
 from schemas import LIBRARIES
 from schemas.catalogue import PersonalData
@@ -35,7 +35,7 @@ from schemas.codes import TABLES
 from schemas.derive import duckdb_type
 
 ACTIVE, REOPENED, LAPSED, SUPERSEDED = "active", "reopened", "lapsed", "superseded"
-# Tables of the working database kept beside the code that uses them; warehouse.work creates them with the rest.
+# Tables of the working database kept beside the code that uses them, declared to ``warehouse.db``.
 SCHEMA = [
     "CREATE SEQUENCE IF NOT EXISTS conflict_resolution_id START 1",
     """CREATE TABLE IF NOT EXISTS conflict_resolutions (
@@ -45,6 +45,7 @@ SCHEMA = [
         resolved_at TIMESTAMPTZ NOT NULL DEFAULT now(), status VARCHAR NOT NULL DEFAULT 'active',
         applied_at TIMESTAMPTZ, closed_at TIMESTAMPTZ)""",
 ]
+db.declare("conflicts", SCHEMA)
 _VALUES_TYPE = '[{"value": "VARCHAR", "source_department": "VARCHAR", "source_record_id": "VARCHAR"}]'
 
 
@@ -79,8 +80,7 @@ def _register(library: str) -> str:
 
 
 def _present(conn: duckdb.DuckDBPyConnection, library: str) -> bool:
-    return bool(conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                             [f"golden_{library}_conflicts"]).fetchone()[0])
+    return f"golden_{library}_conflicts" in db.tables(conn)
 
 
 def _library(name: str):  # type: ignore[no-untyped-def]
@@ -95,7 +95,7 @@ def apply_resolutions(conn: duckdb.DuckDBPyConnection, library: str) -> Resoluti
     if not _present(conn, library):
         return ResolutionResult(library, 0, 0, 0)
     register = _register(library)
-    conn.execute(f"ALTER TABLE {register} ADD COLUMN IF NOT EXISTS resolution_id BIGINT")
+    db.run(conn, "conflicts.apply_resolutions", f"ALTER TABLE {register} ADD COLUMN IF NOT EXISTS resolution_id BIGINT")
     # Each active resolution against the register as it is now: the values there, and which ones are new.
     conn.execute(f"""CREATE OR REPLACE TEMP TABLE cr_now AS
         SELECT r.id, r.key, r.field, r.chosen_source, r.resolved_by, r.resolved_at, c.key IS NULL AS agreed,
@@ -117,7 +117,7 @@ def apply_resolutions(conn: duckdb.DuckDBPyConnection, library: str) -> Resoluti
     conn.execute(f"""UPDATE conflict_resolutions r SET status = CASE WHEN n.agreed THEN '{LAPSED}' ELSE '{REOPENED}' END,
                      closed_at = now() FROM cr_now n
                      WHERE r.id = n.id AND (n.agreed OR n.new_value OR n.chosen IS NULL)""")
-    conn.execute("DELETE FROM cr_now WHERE agreed OR new_value OR chosen IS NULL")
+    db.run(conn, "conflicts.apply_resolutions", "DELETE FROM cr_now WHERE agreed OR new_value OR chosen IS NULL")
     fields = [f for (f,) in conn.execute("SELECT DISTINCT field FROM cr_now ORDER BY 1").fetchall()]
     for name in fields:
         f = lib.field(name)
@@ -135,8 +135,8 @@ def apply_resolutions(conn: duckdb.DuckDBPyConnection, library: str) -> Resoluti
     conn.execute(f"UPDATE {register} c SET golden_value = n.chosen, rule = 'steward:' || n.resolved_by, resolution_id = n.id "
                  "FROM cr_now n WHERE c.key = n.key AND c.field = n.field")
     conn.execute("UPDATE conflict_resolutions r SET applied_at = now() FROM cr_now n WHERE r.id = n.id")
-    (applied,) = conn.execute("SELECT count(*) FROM cr_now").fetchone()
-    conn.execute("DROP TABLE cr_now")
+    (applied,) = db.run(conn, "conflicts.apply_resolutions", "SELECT count(*) FROM cr_now").fetchone()
+    db.run(conn, "conflicts.apply_resolutions", "DROP TABLE cr_now")
     return ResolutionResult(library, applied, reopened, lapsed)
 
 
@@ -167,7 +167,10 @@ def conflicts(conn: duckdb.DuckDBPyConnection, library: str | None = None, field
         if not _present(conn, name):
             continue
         register = _register(name)
-        conn.execute(f"ALTER TABLE {register} ADD COLUMN IF NOT EXISTS resolution_id BIGINT")
+        # A register written before resolutions were kept has no resolution_id: read as none (a read alters nothing).
+        (has_id,) = db.run(conn, "conflicts.conflicts", "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? "
+                           "AND column_name = 'resolution_id'", [f"golden_{name}_conflicts"]).fetchone()
+        resolution_col = "resolution_id" if has_id else "NULL::BIGINT AS resolution_id"
         where, params = ["true"], []
         if field:
             where.append("field = ?"), params.append(field)
@@ -175,8 +178,8 @@ def conflicts(conn: duckdb.DuckDBPyConnection, library: str | None = None, field
             where.append("key = ?"), params.append(key)
         if open_only:
             where.append("resolution_id IS NULL")
-        rows = conn.execute(f'SELECT key, field, golden_value, rule, "values", resolution_id FROM {register} '
-                            f"WHERE {' AND '.join(where)} ORDER BY key, field"
+        rows = conn.execute(f'SELECT * FROM (SELECT key, field, golden_value, rule, "values", {resolution_col} '
+                            f"FROM {register}) WHERE {' AND '.join(where)} ORDER BY key, field"
                             + (f" LIMIT {int(limit) - len(out)}" if limit else ""), params).fetchall()
         latest = _latest(conn, name, key)
         for k, f, golden, rule, values, resolution_id in rows:
@@ -232,7 +235,7 @@ def _check_value(library: str, field: str, value: str, conn: duckdb.DuckDBPyConn
     if f.code_table and f.code_table in TABLES and value not in TABLES[f.code_table]:
         raise ConflictError(f"{shown(library, field, value)!r} is not a code of table {f.code_table} ({library}.{field})")
     try:
-        conn.execute(f"SELECT CAST(? AS {duckdb_type(f.type)})", [value]).fetchone()
+        db.run(conn, "conflicts.check_value", f"SELECT CAST(? AS {duckdb_type(f.type)})", [value]).fetchone()
     except duckdb.Error as exc:
         raise ConflictError(f"{library}.{field} cannot hold {shown(library, field, value)!r}: "
                             f"it is of type {f.type}") from exc

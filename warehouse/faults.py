@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 import duckdb
 
@@ -11,6 +12,15 @@ from hub.errors import DiskFull, HubError, StorageFault, WorkDatabaseBusy, WorkD
 NO_SPACE = "No space left on device"
 # What DuckDB says of a file it cannot read as a database: truncated, overwritten, or not DuckDB at all.
 DAMAGED = ("not a valid DuckDB database", "Could not read enough bytes", "Corrupt", "corrupt", "checksum")
+LOCKED = "Could not set lock"
+HOLDER = re.compile(r"\(PID (\d+)\)")
+
+
+def busy_cause(text: str) -> str:
+    """DuckDB's lock message led by what it means: the pipeline (the holder, when DuckDB names it) is running."""
+    pid = HOLDER.search(text)
+    who = f"process {pid.group(1)}" if pid else "another process"
+    return f"the pipeline is running ({who} holds it), try again when it ends; {text}"
 
 
 def storage_fault(exc: BaseException, what: str) -> HubError | None:
@@ -22,8 +32,8 @@ def storage_fault(exc: BaseException, what: str) -> HubError | None:
         return DiskFull(what, text)
     if not isinstance(exc, duckdb.Error):
         return None
-    if "Could not set lock" in text:
-        return WorkDatabaseBusy(what, text)
+    if LOCKED in text:
+        return WorkDatabaseBusy(what, busy_cause(text))
     if any(sign in text for sign in DAMAGED) or isinstance(exc, (duckdb.SerializationException,
                                                                   duckdb.InternalException)):
         return WorkDatabaseDamaged(what, text)

@@ -41,6 +41,7 @@ from hub.errors import PipelineError
 from schemas import LIBRARIES
 from schemas.catalogue import Library
 from schemas.derive import duckdb_type
+from warehouse import db
 from warehouse.published import VALID_FROM, VALID_TO
 
 # The calendar the sources' dates are written in (the exchange API's default timezone is the same).
@@ -80,6 +81,9 @@ def history_ddl(lib: Library) -> str:
     return f'CREATE TABLE IF NOT EXISTS "history_{lib.name}" (\n' + ",\n".join(columns) + "\n)"
 
 
+db.declare("history", [history_ddl(lib) for lib in LIBRARIES.values()])
+
+
 def _data_hash(lib: Library) -> str:
     # Positional: hash(a, NULL) differs from hash(NULL, a). Compared key by key, so a change goes unseen with
     # odds of 2^-64. Not stored: a DuckDB upgrade that changes hash() cannot make every record look changed.
@@ -94,8 +98,7 @@ def record_history(conn: duckdb.DuckDBPyConnection, library: str, as_of: dt.date
         raise ValueError("as_of must carry a timezone")
     lib = LIBRARIES[library]
     history, key = f'"history_{lib.name}"', f'"{lib.key}"'
-    present = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    if f"golden_{lib.name}" not in present:
+    if f"golden_{lib.name}" not in db.tables(conn):
         raise PipelineError(f"no golden_{lib.name} table to record the history of")
     conn.execute(history_ddl(lib))
     (latest,) = conn.execute(f'SELECT max(greatest("{VALID_FROM}", "{VALID_TO}")) FROM {history}').fetchone()

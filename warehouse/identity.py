@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from schemas import LIBRARIES
 from schemas.derive import duckdb_type
+from warehouse import db
 from warehouse import identity_data as data
 from warehouse.identity_config import IdentityConfig, load_config
 from warehouse.identity_model import Model, cluster, match, tf_columns
@@ -71,6 +72,7 @@ SCHEMA = [
         source_record_id VARCHAR, action VARCHAR, entity_key VARCHAR, decided_by VARCHAR,
         decided_at TIMESTAMPTZ DEFAULT now(), note VARCHAR)""",
 ]
+db.declare("identity", SCHEMA)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import duckdb
 from schemas import LEGAL_PERSON, POPULATION
 from schemas.codes import FINAL_LICENCE_STATUSES, LICENCE_STATUS, OUTLIVE_HOLDER
 from schemas.licences import validity_ended_sql
+from warehouse import db
 
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_LICENCE_STATUSES)
 _OUTLIVE = ", ".join(f"'{t}'" for t in sorted(OUTLIVE_HOLDER)) or "NULL"
@@ -64,7 +65,7 @@ class LifeEventsResult:
 
 
 def _tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return db.tables(conn)
 
 
 def _authority(field_name: str, library_fields, alias: str) -> str:  # type: ignore[no-untyped-def]

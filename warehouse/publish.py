@@ -25,6 +25,7 @@ import duckdb
 from hub.errors import PublishError
 from schemas import LIBRARIES
 from schemas.derive import duckdb_ddl
+from warehouse.db import tables as existing_tables
 from warehouse.published import CURRENT, DATABASE, HISTORY_SUFFIX, MANIFEST, VALID_FROM, VALID_TO, current_name, prepare
 from hub.checksums import sha256_file
 
@@ -116,7 +117,7 @@ def _fsync_files(folder: Path) -> None:
 
 
 def _write_tables(work: duckdb.DuckDBPyConnection, target: Path) -> dict[str, dict]:
-    golden = {r[0] for r in work.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    golden = existing_tables(work)
     tables: dict[str, dict] = {}
     db = duckdb.connect(str(target / DATABASE))
     try:

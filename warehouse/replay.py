@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 from sqlalchemy.engine import Engine
 
+from warehouse import db
 from warehouse import decisions as log
 from warehouse.decisions import BATCH, CONFLICT, IDENTITY, QUARANTINE, Decision
 
@@ -36,7 +37,7 @@ class ReplayResult:
 def applied_ids(conn: duckdb.DuckDBPyConnection) -> set[int]:
     """The decisions of the log the working database holds."""
     union = " UNION ".join(f"SELECT decision_id FROM {t} WHERE decision_id IS NOT NULL" for t in DECIDED_TABLES)
-    return {int(i) for (i,) in conn.execute(union).fetchall()}
+    return {int(i) for (i,) in db.run(conn, "replay.applied_ids", union).fetchall()}
 
 
 def replay(conn: duckdb.DuckDBPyConnection, engine: Engine | None = None) -> ReplayResult:
@@ -47,16 +48,16 @@ def replay(conn: duckdb.DuckDBPyConnection, engine: Engine | None = None) -> Rep
     applied = pending = 0
     if not todo:
         return ReplayResult(0, 0, adopted)
-    conn.execute("BEGIN")
+    db.run(conn, "replay.replay", "BEGIN")
     try:
         for decision in todo:
             if apply(conn, decision):
                 applied += 1
             else:
                 pending += 1
-        conn.execute("COMMIT")
+        db.run(conn, "replay.replay", "COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        db.run(conn, "replay.replay", "ROLLBACK")
         raise
     return ReplayResult(applied, pending, adopted)
 
@@ -152,7 +153,7 @@ def adopt(conn: duckdb.DuckDBPyConnection, engine: Engine | None = None) -> int:
         d = log.record(QUARANTINE, status, by=by or "unknown", library=library, source=source, run_id=run_id,
                        subject=quarantine_subject(stage, record_id, file, line, reasons, record),
                        detail={"corrections": json.loads(fixes)} if fixes else {}, note=note, at=at, engine=engine)
-        conn.execute("UPDATE quarantine SET decision_id = ? WHERE id = ?", [d.id, qid])
+        db.run(conn, "replay.adopt", "UPDATE quarantine SET decision_id = ? WHERE id = ?", [d.id, qid])
         found += 1
     for source, run_id, sha, reasons, status, by, at, note in conn.execute(
             "SELECT source, run_id, sha256, reasons, status, decided_by, decided_at, note FROM batch_checks "
@@ -169,13 +170,13 @@ def adopt(conn: duckdb.DuckDBPyConnection, engine: Engine | None = None) -> int:
                        note=note, at=at, engine=engine)
         if status in ("reopened", "lapsed"):
             log.close({d.id: status}, closed or dt.datetime.now(dt.UTC), engine)
-        conn.execute("UPDATE conflict_resolutions SET decision_id = ? WHERE id = ?", [d.id, rid])
+        db.run(conn, "replay.adopt", "UPDATE conflict_resolutions SET decision_id = ? WHERE id = ?", [d.id, rid])
         found += 1
     for oid, library, source, record_id, action, entity, by, at, note in conn.execute(
             "SELECT id, library, source, source_record_id, action, entity_key, decided_by, decided_at, note "
             "FROM identity_overrides WHERE decision_id IS NULL ORDER BY decided_at, id").fetchall():
         d = log.record(IDENTITY, action, by=by, library=library, source=source,
                        subject={"source_record_id": record_id, "entity_key": entity}, note=note, at=at, engine=engine)
-        conn.execute("UPDATE identity_overrides SET decision_id = ? WHERE id = ?", [d.id, oid])
+        db.run(conn, "replay.adopt", "UPDATE identity_overrides SET decision_id = ? WHERE id = ?", [d.id, oid])
         found += 1
     return found

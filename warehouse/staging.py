@@ -20,12 +20,37 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas import LIBRARIES
+from schemas.derive import duckdb_type
+from schemas.events import EVENT_TYPES, record_type
+from warehouse import db
 from warehouse.landing import LandingManifest, landed_runs
-from warehouse.work import LINEAGE
 
 Mapper = Callable[[pa.Table, str, dt.datetime], pa.Table]  # (raw, run_id, ingested_at) -> canonical
 CONNECTOR_QUARANTINE = "_quarantine.json"
 PASS = "_pass"  # a gate's flag column: only the rows where it is true are staged  # rows the connector could not read, written beside the landing
+
+# Where a staged record came from: the landed file (relative to the drop folder) and its line, when the source has them.
+LINEAGE = (("_file", "VARCHAR"), ("_line", "BIGINT"))
+
+
+def _staging_ddl(name: str) -> str:
+    """``staging_<name>`` for a library or an event record type (``schemas.events``)."""
+    rt = record_type(name)
+    cols = ",\n".join(f'    "{f.name}" {duckdb_type(f.type)}' for f in rt.fields)
+    lineage = ",\n".join(f'    "{c}" {t}' for c, t in LINEAGE)
+    return f'CREATE TABLE IF NOT EXISTS "staging_{rt.name}" (\n{cols},\n    "_source" VARCHAR NOT NULL,\n{lineage}\n);'
+
+
+SCHEMA = [
+    *(_staging_ddl(name) for name in (*LIBRARIES, *EVENT_TYPES)),
+    # Working files written before lineage was kept get the columns (empty) on first open.
+    *(f'ALTER TABLE "staging_{name}" ADD COLUMN IF NOT EXISTS "{c}" {t}' for name in LIBRARIES for c, t in LINEAGE),
+    """CREATE TABLE IF NOT EXISTS staged_landings (
+        source VARCHAR, run_id VARCHAR, sha256 VARCHAR, rows BIGINT, quarantined BIGINT,
+        staged_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (source, run_id))""",
+]
+db.declare("staging", SCHEMA)
 
 
 class Checked(Protocol):

@@ -9,6 +9,8 @@ from pathlib import Path
 import duckdb
 from sqlalchemy.engine import Engine
 
+from hub.errors import HubError, WorkDatabaseBusy
+from warehouse import db
 from warehouse.work import WORK_DB
 
 OK, MISSING, LOCKED, DAMAGED = "ok", "missing", "locked", "damaged"
@@ -43,25 +45,22 @@ def check_work(warehouse_dir: Path, engine: Engine | None = None) -> WorkCheck:
     if not path.exists():
         return WorkCheck(path, MISSING, problems=[f"there is no working database at {path}"])
     try:
-        conn = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        message = _first_line(exc)
-        if "lock" in message.lower():
-            return WorkCheck(path, LOCKED, problems=[f"{path} is open in another process (a pipeline step?): {message}"])
-        return WorkCheck(path, DAMAGED, problems=[f"{path} cannot be opened: {message}"])
+        conn = db.connect(path, read_only=True)
+    except WorkDatabaseBusy as exc:
+        return WorkCheck(path, LOCKED, problems=[" ".join(str(exc).split())])
+    except (HubError, duckdb.Error) as exc:
+        return WorkCheck(path, DAMAGED, problems=[f"{path} cannot be opened: {_first_line(exc.__cause__ or exc)}"])
     tables: dict[str, int] = {}
     problems: list[str] = []
     try:
-        names = [n for (n,) in conn.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
-                                            "current_database() AND NOT temporary ORDER BY 1").fetchall()]
-        for name in names:
+        for name in sorted(db.tables(conn, stored=True)):
             try:
                 reader = conn.sql(f'SELECT * FROM "{name}"').to_arrow_reader(BATCH_ROWS)
                 tables[name] = sum(batch.num_rows for batch in reader)
             except duckdb.Error as exc:
                 problems.append(f"table {name} cannot be read: {_first_line(exc)}")
         check = _decisions(conn, engine)
-    except duckdb.Error as exc:
+    except (duckdb.Error, HubError) as exc:  # the decisions' query (warehouse.db) maps a damaged block to a hub error
         problems.append(f"{path} cannot be read: {_first_line(exc)}")
         check = {}
     finally:
