@@ -37,6 +37,7 @@ from rich.table import Table
 from hub.errors import HubError
 from hub.masking import mask_id
 from hub.commands.common import ByOption, NoteOption, fail as _fail, work as _work
+from hub.commands.work_db import read_work as _read_work
 
 console = Console()
 app = typer.Typer(name="identity", help="Identity resolution of records without a usable ID number (data stewards).",
@@ -80,7 +81,7 @@ def list_(library: LibraryOption = None, limit: Annotated[int, typer.Option(help
     """Current links and the records left in quarantine with their best candidate."""
     from warehouse.identity_review import clusters, links, near_misses
 
-    with _work() as conn:
+    with _read_work() as conn:
         current, misses, cases = links(conn, library, limit), near_misses(conn, library, limit), clusters(conn, library, limit)
     if as_json:
         sys.stdout.write(_json({"links": _masked_rows(current), "near_misses": _masked_rows(misses),
@@ -118,7 +119,7 @@ def show(source: str, record_id: str, chart: ChartOption = None) -> None:
     if chart and chart.suffix.lower() not in FORMATS:
         _refuse(f"a chart is written as .svg or .html, not {chart.name!r}")
     try:
-        with _work() as conn:
+        with _read_work() as conn:
             why = explain(conn, source, record_id)
             model = saved_model(conn, why.library, why.run_id) if chart else None
     except HubError as exc:
@@ -260,7 +261,7 @@ def export(
     if problem := _writable(out):
         _refuse(f"cannot write {out}: {problem}")
     try:
-        with _work() as conn:
+        with _read_work() as conn:
             table = export_links(conn, metadata_engine(), library, raw=raw, reason=reason)
     except (HubError, duckdb.Error) as exc:
         _refuse(str(exc).splitlines()[0])
@@ -286,7 +287,7 @@ def model(
     from warehouse.identity_review import model_summary, saved_model
 
     try:
-        with _work() as conn:
+        with _read_work() as conn:
             saved = saved_model(conn, library)
     except HubError as exc:
         _refuse(str(exc))
