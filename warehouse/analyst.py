@@ -22,6 +22,7 @@ from hub.errors import AccessRefused
 from hub.masking import ANALYST
 from schemas import LIBRARIES
 from schemas.catalogue import Field, Library, PersonalData, Sharing
+from warehouse import db
 from warehouse.published import DATABASE, current_name
 
 
@@ -112,8 +113,7 @@ def open_analyst(snapshots_dir: Path, engine: Engine, *, raw: bool = False, reas
     name = current_name(snapshots_dir)
     conn = duckdb.connect()
     conn.execute(f"ATTACH '{snapshots_dir / name / DATABASE}' AS snapshot (READ_ONLY)")
-    tables = {r[0] for r in conn.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'snapshot'").fetchall()}
+    tables = db.tables(conn, database="snapshot")
     for lib in LIBRARIES.values():
         if lib.table in tables:
             source = f'snapshot."{lib.table}"'

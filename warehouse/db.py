@@ -2,7 +2,7 @@
 
 ::
 
-    conn = connect(path, read_only=True)        # hub errors for a busy, damaged or missing-disk file
+    conn = connect(path, read_only=True)        # hub errors for a busy, damaged or full-disk file
     run(conn, "quarantine.entries", sql, params) # a failure names the step and the SQL's first line
     tables(conn)                                 # which tables exist (the one answer)
     declare("identity", [ddl, ...])             # a feature's tables, created by whoever opens read-write
@@ -46,7 +46,7 @@ def first_line(sql: str) -> str:
 
 def connect(path: Path | str, *, read_only: bool = False, config: dict[str, Any] | None = None,
             ) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file at ``path``; a busy, damaged or unwritable file raises the hub error that says what to do."""
+    """Open the DuckDB file at ``path``; a busy, damaged or unwritable file raises the hub error for it."""
     try:
         return duckdb.connect(str(path), read_only=read_only, config=config or {})
     except (duckdb.Error, OSError) as exc:
@@ -70,8 +70,11 @@ def run(conn: duckdb.DuckDBPyConnection, step: str, sql: str,
         raise
 
 
-def tables(conn: duckdb.DuckDBPyConnection, *, stored: bool = False) -> set[str]:
-    """The tables (and views) the connection sees, a step's temporary ones too; ``stored``: only the file's own tables."""
-    sql = ("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary"
-           if stored else "SELECT table_name FROM information_schema.tables")
-    return {name for (name,) in run(conn, "db.tables", sql).fetchall()}
+def tables(conn: duckdb.DuckDBPyConnection, *, stored: bool = False, database: str | None = None) -> set[str]:
+    """The tables and views the connection sees, temporary ones too; ``stored``/``database``: a file's own tables."""
+    if database is None and not stored:
+        sql = "SELECT table_name FROM information_schema.tables"
+        return {name for (name,) in run(conn, "db.tables", sql).fetchall()}
+    where = "database_name = ?" if database else "database_name = current_database()"
+    sql = f"SELECT table_name FROM duckdb_tables() WHERE {where} AND NOT temporary"
+    return {name for (name,) in run(conn, "db.tables", sql, [database] if database else None).fetchall()}
