@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.errors import HubError
-from hub.commands.common import ByOption, NoteOption, fail as _fail, work as _work
+from hub.commands.common import ByOption, LibraryName, NoteOption, fail as _fail, work as _work
+from hub.commands.work_db import read_work as _read_work
 
 console = Console()
 app = typer.Typer(name="conflicts", help="The conflict register: list, show and resolve disagreements (data stewards).",
@@ -48,7 +49,7 @@ def _as_dict(c: Any, unmask: bool = False) -> dict[str, Any]:
 
 @app.command("list")
 def list_conflicts(
-    library: Annotated[str | None, typer.Option(help="Only this library.")] = None,
+    library: Annotated[LibraryName | None, typer.Option(help="Only this library.")] = None,
     field: Annotated[str | None, typer.Option(help="Only this field.")] = None,
     open_only: Annotated[bool, typer.Option("--open/--all", help="Only unresolved entries (default), or all.")] = True,
     limit: Annotated[int, typer.Option(min=1)] = 50,
@@ -58,8 +59,8 @@ def list_conflicts(
     from warehouse.conflicts import conflicts
 
     try:
-        with _work() as conn:
-            found = conflicts(conn, library, field, open_only=open_only, limit=limit)
+        with _read_work() as conn:
+            found = conflicts(conn, library.value if library else None, field, open_only=open_only, limit=limit)
     except HubError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -78,13 +79,15 @@ def list_conflicts(
 
 
 @app.command("show")
-def show(library: str, key: Annotated[str, typer.Argument(help="The record's full key.")],
+def show(library_name: Annotated[LibraryName, typer.Argument(metavar="LIBRARY")],
+         key: Annotated[str, typer.Argument(help="The record's full key.")],
          unmask: Annotated[bool, typer.Option(help="Show ID numbers and names in full.")] = False) -> None:
     """Every register entry of one record, resolved or not, with each department's value and the resolution."""
+    library = library_name.value
     from warehouse.conflicts import ConflictError, conflicts, shown
 
     try:
-        with _work() as conn:
+        with _read_work() as conn:
             found = conflicts(conn, library, key=key.strip(), open_only=False)
         if not found:
             raise ConflictError(f"no conflict in the {library} register for {shown(library, _key_field(library), key)}")
@@ -101,7 +104,7 @@ def _key_field(library: str) -> str:
 
 @app.command("resolve")
 def resolve(
-    library: str,
+    library_name: Annotated[LibraryName, typer.Argument(metavar="LIBRARY")],
     key: Annotated[str, typer.Argument(help="The record's full key.")],
     field: str,
     by: ByOption,
@@ -110,6 +113,7 @@ def resolve(
     note: NoteOption = None,
 ) -> None:
     """Resolve one disagreement: the golden field takes the value (or the department's) until a new value appears."""
+    library = library_name.value
     from warehouse.conflicts import apply_resolutions, resolve as do_resolve, shown
 
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
@@ -26,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.errors import HubError
-from hub.settings import get_settings
-from hub.commands.common import ByOption, NoteOption, fail as _fail, work as _work
+from hub.commands.common import ByOption, NoteOption, error, fail as _fail, get_settings, work as _work
+from hub.commands.work_db import read_work as _read_work
 
 console = Console()
 app = typer.Typer(name="quality", help="Quarantine, held batches and quality reports (data stewards).",
@@ -36,6 +37,15 @@ batch_app = typer.Typer(name="batch", help="Release or reject a batch held back 
                         no_args_is_help=True)
 app.add_typer(batch_app, name="batch")
 
+
+class Status(str, Enum):
+    """A quarantine entry's status, or all of them."""
+
+    open = "open"
+    released = "released"
+    rejected = "rejected"
+    superseded = "superseded"
+    all = "all"
 
 
 def _masked_record(entry: Any) -> dict[str, Any]:
@@ -57,7 +67,7 @@ def _as_dict(entry: Any, unmask: bool = False) -> dict[str, Any]:
 @app.command("list")
 def list_entries(
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
-    status: Annotated[str, typer.Option(help="open, released, rejected, superseded, or all.")] = "open",
+    status: Annotated[Status, typer.Option(help="Only entries with this status.")] = Status.open,
     reason: Annotated[str | None, typer.Option(help="Only entries with a reason containing this text.")] = None,
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
@@ -66,14 +76,14 @@ def list_entries(
     """Quarantined records, newest first, with every reason, source, run, file and line."""
     from quality.quarantine import entries
 
-    with _work() as conn:
-        found = entries(conn, source=source, status=None if status == "all" else status, reason=reason,
+    with _read_work() as conn:
+        found = entries(conn, source=source, status=None if status is Status.all else status.value, reason=reason,
                         run_id=run_id, limit=limit)
     if as_json:
         for e in found:
             print(json.dumps(_as_dict(e), ensure_ascii=False, default=str))
         return
-    table = Table(title=f"Quarantine ({status})")
+    table = Table(title=f"Quarantine ({status.value})")
     for col in ("id", "source", "run", "record", "file:line", "reasons", "status"):
         table.add_column(col)
     for e in found:
@@ -89,7 +99,7 @@ def show(entry_id: int, unmask: Annotated[bool, typer.Option(help="Show ID numbe
     from quality.quarantine import entry
 
     try:
-        with _work() as conn:
+        with _read_work() as conn:
             e = entry(conn, entry_id)
     except HubError as exc:
         raise _fail(exc) from exc
@@ -158,7 +168,7 @@ def reject(entry_ids: Annotated[list[int], typer.Argument(help="Quarantine entry
 @app.command("batches")
 def batches(show_all: Annotated[bool, typer.Option("--all", help="Decided batches too.")] = False) -> None:
     """Batches held back by a whole-batch rule (they stop publication until decided)."""
-    with _work() as conn:
+    with _read_work() as conn:
         rows = conn.execute("SELECT source, run_id, status, reasons, checked_at, decided_by, decided_at FROM batch_checks "
                             + ("" if show_all else "WHERE status = 'held' ") + "ORDER BY checked_at").fetchall()
     table = Table(title="Held batches" if not show_all else "Batch decisions")
@@ -201,7 +211,7 @@ def report(data_docs: Annotated[bool, typer.Option(help="Also rebuild the Great 
 
     paths = jobs.quality_report(f"report__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}", data_docs=data_docs)
     if paths is None:
-        console.print("[red]error:[/] the report could not be written (see the log)")
+        error("the report could not be written (see the log)")
         raise typer.Exit(1)
     console.print(f"quality page: {paths.page}\nJSON: {paths.json}" + (f"\nData Docs: {paths.data_docs}" if paths.data_docs else ""))
 
