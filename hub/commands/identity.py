@@ -256,7 +256,7 @@ def export(
     try:
         analyst_role(raw, reason)
         check_library(library)
-    except (PermissionError, HubError) as exc:
+    except HubError as exc:  # the raw role's refusal (AccessRefused) included
         _refuse(str(exc))
     if problem := _writable(out):
         _refuse(f"cannot write {out}: {problem}")
