@@ -25,6 +25,7 @@ from hub.errors import HubError
 from hub.masking import mask_id
 from schemas import LIBRARIES
 from schemas.ids import is_valid_credit_code, is_valid_resident_id
+from warehouse import db
 from warehouse.identity import MERGE, NONE, SPLIT
 
 ACTIONS = (MERGE, SPLIT, NONE)
@@ -59,7 +60,8 @@ class Explanation:
 def links(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Current links, newest first."""
     where, params = ("AND library = ?", [library]) if library else ("", [])
-    rows = conn.execute(
+    rows = db.run(
+        conn, "identity_review.links",
         "SELECT id, library, source, source_record_id, entity_key, match_weight, match_probability, decided_by, "
         f"decided_at, run_id FROM identity_links WHERE retired_at IS NULL {where} ORDER BY decided_at DESC, id DESC LIMIT ?",
         [*params, limit]).fetchall()
@@ -71,7 +73,8 @@ def links(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: in
 def near_misses(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Records left in quarantine by the last run, strongest candidate first."""
     where, params = ("WHERE library = ?", [library]) if library else ("", [])
-    rows = conn.execute(
+    rows = db.run(
+        conn, "identity_review.near_misses",
         "SELECT library, source, source_record_id, entity_key, match_weight, match_probability, second_weight, reason "
         f"FROM identity_near_misses {where} ORDER BY match_weight DESC NULLS LAST, source, source_record_id LIMIT ?",
         [*params, limit]).fetchall()
@@ -83,7 +86,8 @@ def near_misses(conn: duckdb.DuckDBPyConnection, library: str | None = None, lim
 def clusters(conn: duckdb.DuckDBPyConnection, library: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Steward cases: records matched to no entity but to each other, one row per cluster, largest first."""
     where, params = ("WHERE library = ?", [library]) if library else ("", [])
-    rows = conn.execute(
+    rows = db.run(
+        conn, "identity_review.clusters",
         "SELECT library, cluster_id, any_value(size), list(source || ' ' || source_record_id ORDER BY source, "
         f"source_record_id), any_value(run_id) FROM identity_clusters {where} GROUP BY library, cluster_id "
         "ORDER BY any_value(size) DESC, cluster_id LIMIT ?", [*params, limit]).fetchall()
@@ -102,14 +106,16 @@ def explain(conn: duckdb.DuckDBPyConnection, source: str, record_id: str) -> Exp
                for r in conn.execute("SELECT id, entity_key, match_weight, decided_by, decided_at, retired_at, retired_reason "
                                      "FROM identity_links WHERE source = ? AND source_record_id = ? AND retired_at IS NOT NULL "
                                      "ORDER BY id", [source, record_id]).fetchall()]
-    link = conn.execute(
+    link = db.run(
+        conn, "identity_review.explain",
         "SELECT library, entity_key, match_weight, match_probability, decided_by, decided_at, id, comparisons, run_id "
         "FROM identity_links WHERE source = ? AND source_record_id = ? AND retired_at IS NULL", [source, record_id]).fetchall()
     if link:
         lib, key, weight, prob, by, at, link_id, comparisons, run = link[0]
         return Explanation(lib, source, record_id, "linked", key, weight, prob, by, at, link_id, None,
                            json.loads(comparisons) if comparisons else {}, overrides, history, run)
-    miss = conn.execute(
+    miss = db.run(
+        conn, "identity_review.explain",
         "SELECT library, entity_key, match_weight, match_probability, reason, comparisons, scored_at, run_id "
         "FROM identity_near_misses WHERE source = ? AND source_record_id = ?", [source, record_id]).fetchall()
     if miss:
@@ -189,7 +195,8 @@ def _sql_name(value: str) -> str:
 def comparison_names(conn: duckdb.DuckDBPyConnection, library: str) -> list[str]:
     """The comparisons the current links of ``library`` carry, in the order the model lists them (from the data)."""
     names: list[str] = []
-    for (keys,) in conn.execute(
+    for (keys,) in db.run(
+        conn, "identity_review.comparison_names",
             "SELECT DISTINCT json_keys(comparisons) FROM identity_links WHERE retired_at IS NULL AND library = ? "
             "AND comparisons IS NOT NULL", [library]).fetchall():
         names += [k for k in keys if k not in names]
@@ -253,7 +260,8 @@ def saved_model(conn: duckdb.DuckDBPyConnection, library: str, run_id: str | Non
     """The model of run ``run_id`` if given and saved, else the last one trained for ``library``; None if none."""
     check_library(library)
     try:
-        rows = conn.execute(
+        rows = db.run(
+            conn, "identity_review.saved_model",
             "SELECT library, run_id, trained_at, settings, training FROM identity_models WHERE library = ? "
             "ORDER BY run_id IS NOT DISTINCT FROM ? DESC, trained_at DESC NULLS LAST LIMIT 1", [library, run_id]).fetchall()
     except duckdb.CatalogException:  # a working database from before models were saved
