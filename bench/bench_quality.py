@@ -67,7 +67,7 @@ def main() -> None:
     from quality.gate import SourceGate, run_rules, suite_result
     from quality.quarantine import quarantine_rows, record_notes
     from warehouse.staging import with_lineage
-    from warehouse.work import SCHEMA
+    from warehouse.tables import schema
 
     cfg = load_sources()[SOURCE]
     t0 = time.perf_counter()
@@ -83,7 +83,7 @@ def main() -> None:
     db_file = args.work / "work.duckdb"
     db_file.unlink(missing_ok=True)
     conn = duckdb.connect(str(db_file))
-    for ddl in SCHEMA:
+    for ddl in schema():
         conn.execute(ddl)
     gate = SourceGate(cfg)
     parts: dict[str, float] = {}
