@@ -35,8 +35,8 @@ def test_the_opener_imports_no_feature_and_no_feature_imports_the_opener():
 
 def test_each_feature_imports_alone_and_declares_its_tables():
     for feature in (*FEATURES, "warehouse.work"):
-        done = subprocess.run([sys.executable, "-c", f"import {feature}; from warehouse import db; print(db.features())"],
-                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+        code = f"import {feature}; from warehouse import db; print(db.features())"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
 
 
